@@ -55,18 +55,21 @@ pub enum Malformed {
     ExtensionPastEnd,
     /// An SRTCP packet is shorter than its header plus E/index and tag.
     TrailerPastEnd,
-    /// The payload is longer than a single SRTP packet may be (over 2^16 bytes).
-    TooLong,
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidKeyLength { expected, actual } => {
-                write!(f, "key material of {actual} bytes where {expected} are needed")
+                write!(
+                    f,
+                    "key material of {actual} bytes where {expected} are needed"
+                )
             }
             Error::InvalidConfig(what) => write!(f, "invalid SRTP configuration: {what}"),
-            Error::BufferTooSmall { needed } => write!(f, "buffer too small: {needed} bytes needed"),
+            Error::BufferTooSmall { needed } => {
+                write!(f, "buffer too small: {needed} bytes needed")
+            }
             Error::Malformed(m) => write!(f, "malformed packet: {m:?}"),
             Error::AuthenticationFailed => f.write_str("authentication failed"),
             Error::Replayed => f.write_str("replayed or too old packet"),

@@ -22,7 +22,10 @@ impl MasterKey {
     /// ([`ProtectionProfile::key_len`], [`ProtectionProfile::salt_len`]).
     pub fn new(profile: ProtectionProfile, key: &[u8], salt: &[u8]) -> Result<Self, Error> {
         if key.len() != profile.key_len() {
-            return Err(Error::InvalidKeyLength { expected: profile.key_len(), actual: key.len() });
+            return Err(Error::InvalidKeyLength {
+                expected: profile.key_len(),
+                actual: key.len(),
+            });
         }
         if salt.len() != profile.salt_len() {
             return Err(Error::InvalidKeyLength {
@@ -30,7 +33,11 @@ impl MasterKey {
                 actual: salt.len(),
             });
         }
-        let mut k = MasterKey { profile, key: [0; 16], salt: [0; 14] };
+        let mut k = MasterKey {
+            profile,
+            key: [0; 16],
+            salt: [0; 14],
+        };
         k.key.copy_from_slice(key);
         k.salt[..salt.len()].copy_from_slice(salt);
         Ok(k)
@@ -54,6 +61,8 @@ impl MasterKey {
 
 impl fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MasterKey").field("profile", &self.profile).finish_non_exhaustive()
+        f.debug_struct("MasterKey")
+            .field("profile", &self.profile)
+            .finish_non_exhaustive()
     }
 }
