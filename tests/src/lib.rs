@@ -86,9 +86,7 @@ pub fn rtp_packet(shape: &RtpShape, rng: &mut impl RngCore) -> Vec<u8> {
     p.resize(start + shape.payload, 0);
     rng.fill_bytes(&mut p[start..]);
     if pad {
-        for _ in 1..shape.padding {
-            p.push(0);
-        }
+        p.extend(std::iter::repeat_n(0, usize::from(shape.padding) - 1));
         p.push(shape.padding);
     }
     debug_assert_eq!(p.len(), shape.len());
@@ -153,7 +151,7 @@ pub fn random_shape(rng: &mut impl Rng, ssrc: u32, seq: u16, max_len: usize) -> 
 /// A compound-looking RTCP packet (one SR with `blocks` report blocks, then junk words) of
 /// `len` bytes (a multiple of 4, at least 8).
 pub fn rtcp_packet(ssrc: u32, len: usize, rng: &mut impl RngCore) -> Vec<u8> {
-    assert!(len >= 8 && len % 4 == 0);
+    assert!(len >= 8 && len.is_multiple_of(4));
     let mut p = vec![0u8; len];
     rng.fill_bytes(&mut p[8..]);
     p[0] = 0x80;
