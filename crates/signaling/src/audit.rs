@@ -1,0 +1,40 @@
+//! The audit log: one JSON line per security event, through `tracing`.
+//!
+//! Every event is emitted at INFO (or WARN for refusals and limit hits) with target
+//! [`AUDIT_TARGET`] and a field `event` naming it:
+//!
+//! | `event`           | fields |
+//! | ----------------- | ------ |
+//! | `auth_success`    | `remote`, `user`, `session`, `method` (`header` or `message`) |
+//! | `auth_failure`    | `remote`, `reason` (a [`crate::CloseReason::as_str`] name) |
+//! | `handshake_refused` | `remote`, `reason` (`origin`, `token_in_url`, `bad_authorization`) |
+//! | `revocation`      | `kind` (`session`/`user`), `id`, `closed` (live sockets closed) |
+//! | `limit`           | `remote`, `limit` (which), `user` when known |
+//! | `join`, `leave`   | `remote`, `user`, `session`, `room` |
+//! | `disconnect`      | `remote`, `user`, `session`, `reason`, `code` |
+//!
+//! Tokens and SDP are never logged: [`crate::protocol::Token`] and [`crate::protocol::Sdp`]
+//! redact themselves in `Debug`, and no event records a message body.
+
+use tracing::Subscriber;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// The `tracing` target of every audit event.
+pub const AUDIT_TARGET: &str = "callsec_signaling::audit";
+
+/// A subscriber writing every event as one JSON line to `writer` (flattened fields,
+/// RFC 3339 timestamps, target included). Install it with
+/// `tracing::subscriber::set_global_default` or scope it with `with_default`.
+pub fn json_subscriber<W>(writer: W) -> impl Subscriber + Send + Sync
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_target(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_writer(writer)
+        .finish()
+}

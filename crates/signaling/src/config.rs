@@ -1,0 +1,131 @@
+//! Server configuration: where to listen, TLS identity, token validation, limits.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::token::AuthConfig;
+
+/// The TLS identity the server presents, or plaintext.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Transport {
+    /// TLS 1.2/1.3 with a certificate chain and private key read from PEM files.
+    TlsPemFiles {
+        /// PEM file with the certificate chain, leaf first.
+        cert_chain: PathBuf,
+        /// PEM file with the private key (PKCS#8, SEC1 or PKCS#1).
+        private_key: PathBuf,
+    },
+    /// TLS with a self-signed certificate generated at start for these names (the
+    /// embedded default: `localhost`). Clients must trust [`crate::Server::certificate_der`].
+    TlsSelfSigned {
+        /// DNS names or IP addresses for the certificate's subjectAltName.
+        names: Vec<String>,
+    },
+    /// Plain `ws://`. Refused at start unless the listen address is loopback.
+    PlaintextLoopback,
+}
+
+/// Abuse limits. Every field has a safe default ([`Limits::default`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Sustained messages per second per connection (token bucket refill rate).
+    pub messages_per_second: u32,
+    /// Messages a connection may send in a burst (token bucket size).
+    pub message_burst: u32,
+    /// Messages dropped for rate before the connection is closed (1008).
+    pub max_rate_violations: u32,
+    /// Undecodable messages tolerated before the connection is closed (1008).
+    pub max_protocol_errors: u32,
+    /// Connections (including those still handshaking) from one IP address.
+    pub max_connections_per_address: usize,
+    /// Connections in total.
+    pub max_connections: usize,
+    /// Connections in the TLS/HTTP handshake at once; beyond it new TCP connections are
+    /// dropped without a reply.
+    pub max_pending_handshakes: usize,
+    /// Largest message answered with an `error` instead of being processed. Messages up
+    /// to four times this size are read and answered `message_too_large`; larger ones
+    /// close the connection with 1009 (RFC 6455 §7.4.1).
+    pub max_message_size: usize,
+    /// Largest SDP accepted in an offer or answer.
+    pub max_sdp_size: usize,
+    /// Time allowed for the TLS and WebSocket handshakes together.
+    pub handshake_timeout: Duration,
+    /// Time allowed for the `auth` message when no `Authorization` header was sent.
+    pub auth_timeout: Duration,
+    /// A connection that sends no message for this long is closed.
+    pub idle_timeout: Duration,
+    /// A connection is closed this long after it authenticated, whatever it does.
+    pub max_session_length: Duration,
+    /// Participants (connections) in one room.
+    pub max_participants_per_room: usize,
+    /// Time the calls server has to answer one request.
+    pub handler_timeout: Duration,
+    /// Messages queued towards one connection; a connection that lets it fill up is
+    /// closed (1013) rather than buffering without bound.
+    pub outbound_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            messages_per_second: 20,
+            message_burst: 50,
+            max_rate_violations: 50,
+            max_protocol_errors: 20,
+            max_connections_per_address: 32,
+            max_connections: 10_000,
+            max_pending_handshakes: 512,
+            max_message_size: 64 * 1024,
+            max_sdp_size: 32 * 1024,
+            handshake_timeout: Duration::from_secs(5),
+            auth_timeout: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(60),
+            max_session_length: Duration::from_secs(12 * 3600),
+            max_participants_per_room: 64,
+            handler_timeout: Duration::from_secs(5),
+            outbound_queue: 64,
+        }
+    }
+}
+
+/// Everything [`crate::Server::start`] needs.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Address to listen on (port 0 picks one; see [`crate::Server::local_addr`]).
+    pub listen: SocketAddr,
+    /// TLS identity or plaintext.
+    pub transport: Transport,
+    /// Token validation.
+    pub auth: AuthConfig,
+    /// Abuse limits.
+    pub limits: Limits,
+    /// Origins (`scheme://host[:port]`, exact match) browsers may connect from. A request
+    /// with an `Origin` header not in this list is refused with HTTP 403; requests without
+    /// `Origin` (servers, tools) are not browsers and pass to authentication.
+    pub allowed_origins: Vec<String>,
+    /// File holding persisted revocations (see [`crate::RevocationStore`]).
+    pub revocation_store: PathBuf,
+}
+
+impl ServerConfig {
+    /// A config with a self-signed `localhost` certificate, default limits and no
+    /// browser origin allowed.
+    #[must_use]
+    pub fn new(listen: SocketAddr, auth: AuthConfig, revocation_store: impl Into<PathBuf>) -> Self {
+        Self {
+            listen,
+            transport: Transport::TlsSelfSigned {
+                names: vec!["localhost".to_owned()],
+            },
+            auth,
+            limits: Limits::default(),
+            allowed_origins: Vec::new(),
+            revocation_store: revocation_store.into(),
+        }
+    }
+}

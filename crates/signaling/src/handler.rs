@@ -1,0 +1,100 @@
+//! The interface the calls server plugs into.
+//!
+//! The signaling server authenticates the socket, decodes and checks every message, keeps
+//! room membership and participant events, and hands the calls server only typed
+//! requests from authenticated peers. The calls server answers each request with a
+//! [`Reply`], pushes its own messages with [`crate::Server::send`], and is told when a
+//! peer goes away ([`CallHandler::disconnected`]) — including on revocation, where it
+//! must drop the peer's media.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use crate::close::CloseReason;
+use crate::protocol::{IceCandidate, Sdp, Track};
+
+/// Identifies one WebSocket connection for the lifetime of the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub u64);
+
+/// Who sent a request: an authenticated connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// The connection.
+    pub connection: ConnectionId,
+    /// User id from the token (`sub`).
+    pub user_id: String,
+    /// Session id from the token (`sid`).
+    pub session_id: String,
+    /// The remote socket address.
+    pub remote: SocketAddr,
+    /// The room joined, if any. For [`Request::Join`] it is the room being joined.
+    pub room: Option<String>,
+}
+
+/// What an authenticated peer asks of the calls server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Request {
+    /// Join `room` (already checked against the token and the room limit).
+    Join {
+        /// The room id.
+        room: String,
+    },
+    /// Leave `room`.
+    Leave {
+        /// The room id.
+        room: String,
+    },
+    /// An SDP offer; usually answered with [`Reply::Answer`].
+    Offer(Sdp),
+    /// An SDP answer to an offer the calls server sent.
+    Answer(Sdp),
+    /// A trickled ICE candidate.
+    Candidate(IceCandidate),
+    /// Mute (`true`) or unmute (`false`) a track.
+    Mute {
+        /// Which track.
+        track: Track,
+        /// Muted or not.
+        muted: bool,
+    },
+    /// Screen share on (`true`) or off (`false`).
+    ScreenShare {
+        /// On or off.
+        on: bool,
+    },
+}
+
+/// The calls server's answer to a [`Request`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reply {
+    /// Accepted; the peer gets `ack` (when it sent an id) and, for joins, mutes and
+    /// screen shares, the room gets the matching participant event.
+    Accept,
+    /// Accepted, with an SDP answer for the peer.
+    Answer(Sdp),
+    /// Accepted, with an SDP offer for the peer.
+    Offer(Sdp),
+    /// Refused; the peer gets an `error` with code `rejected` and this message.
+    Reject(String),
+}
+
+/// The calls server side of signaling.
+///
+/// Implementations must be cheap to call concurrently: one connection awaits its own
+/// request before reading its next message, but different connections call in parallel.
+/// A request not answered within `Limits::handler_timeout` gets an `internal` error.
+pub trait CallHandler: Send + Sync + 'static {
+    /// Handles one request from an authenticated peer.
+    fn handle(&self, peer: &Peer, request: Request) -> impl Future<Output = Reply> + Send;
+
+    /// Called once when an authenticated connection ends, for any reason (with
+    /// [`CloseReason::Revoked`] on revocation, within milliseconds of it). The calls
+    /// server drops the peer's media here.
+    fn disconnected(&self, peer: &Peer, reason: CloseReason) -> impl Future<Output = ()> + Send {
+        let _ = (peer, reason);
+        async {}
+    }
+}

@@ -1,0 +1,1163 @@
+//! The WebSocket server: accept, TLS, HTTP upgrade checks, authentication, sessions,
+//! limits, rooms, revocation.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use rustls_pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::{
+    ErrorResponse, Request as HttpRequest, Response,
+};
+use tokio_tungstenite::tungstenite::http::{StatusCode, header};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tracing::{debug, info, warn};
+
+use crate::audit::AUDIT_TARGET;
+use crate::close::CloseReason;
+use crate::config::{Limits, ServerConfig, Transport};
+use crate::handler::{CallHandler, ConnectionId, Peer, Reply, Request};
+use crate::limits::TokenBucket;
+use crate::protocol::{
+    ClientMessage, DecodeLimits, ErrorCode, ServerEnvelope, ServerMessage, decode_client_message,
+};
+use crate::store::{RevocationKind, RevocationStore, StoreError};
+use crate::tls::{self, TlsError};
+use crate::token::{Claims, KeyError, TokenError, TokenValidator};
+
+/// Time allowed for writing one message to a peer before it counts as a slow consumer.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time allowed for the closing handshake after the server sent its close frame.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Why [`Server::start`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// Plain `ws://` was asked for on a non-loopback address.
+    #[error("plaintext WebSocket is only allowed on a loopback address, not {0}")]
+    PlaintextNotLoopback(SocketAddr),
+    /// A limit is zero where that makes no sense.
+    #[error("invalid limit: {0}")]
+    InvalidLimits(&'static str),
+    /// The token key is unusable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// TLS setup failed.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The revocation store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Binding the listener failed.
+    #[error("binding {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Why [`Server::send`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// No authenticated connection has this id (any more).
+    #[error("connection not found")]
+    NotConnected,
+    /// The connection's outbound queue is full; it is being closed (1013).
+    #[error("connection outbound queue full")]
+    QueueFull,
+}
+
+/// A running signaling server. Cloning gives another handle to the same server.
+#[derive(Clone)]
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("local_addr", &self.shared.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Opens the revocation store, sets up TLS, binds the listener and starts accepting.
+    /// `handler` receives every authenticated request.
+    ///
+    /// # Errors
+    /// See [`StartError`].
+    pub async fn start<H: CallHandler>(
+        config: ServerConfig,
+        handler: H,
+    ) -> Result<Self, StartError> {
+        if matches!(config.transport, Transport::PlaintextLoopback)
+            && !config.listen.ip().is_loopback()
+        {
+            return Err(StartError::PlaintextNotLoopback(config.listen));
+        }
+        check_limits(&config.limits)?;
+        let validator = TokenValidator::new(&config.auth)?;
+        let tls = tls::server_tls(&config.transport)?;
+        let store = RevocationStore::open(&config.revocation_store)?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let limits = config.limits.clone();
+        let hard_cap = limits.max_message_size.saturating_mul(4);
+        let ws_config = WebSocketConfig::default()
+            .read_buffer_size(8 * 1024)
+            .write_buffer_size(0)
+            .max_message_size(Some(hard_cap))
+            .max_frame_size(Some(hard_cap));
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (certificate, acceptor) = match tls {
+            Some(t) => (t.self_signed, Some(TlsAcceptor::from(t.config))),
+            None => (None, None),
+        };
+        let shared = Arc::new(Shared {
+            pending: Arc::new(Semaphore::new(limits.max_pending_handshakes)),
+            decode: DecodeLimits {
+                max_message_size: limits.max_message_size,
+                max_sdp_size: limits.max_sdp_size,
+            },
+            limits,
+            allowed_origins: config.allowed_origins,
+            validator,
+            acceptor,
+            certificate,
+            local_addr,
+            ws_config,
+            state: Mutex::new(State::default()),
+            store: Arc::new(Mutex::new(store)),
+            next_id: AtomicU64::new(1),
+            shutdown,
+        });
+        tokio::spawn(accept_loop(
+            Arc::clone(&shared),
+            Arc::new(handler),
+            listener,
+            shutdown_rx,
+        ));
+        Ok(Self { shared })
+    }
+
+    /// The address the server listens on.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// The generated certificate when the transport is [`Transport::TlsSelfSigned`];
+    /// clients pass it to [`crate::ClientConfig`] as the root to trust.
+    #[must_use]
+    pub fn certificate_der(&self) -> Option<CertificateDer<'static>> {
+        self.shared.certificate.clone()
+    }
+
+    /// Revokes a session: persists it (fsync), closes its live sockets with 4012 and a
+    /// `session_revoked` message, and the calls server gets
+    /// [`CallHandler::disconnected`] with [`CloseReason::Revoked`]. New connections with
+    /// that session id are refused from now on, also after a restart.
+    ///
+    /// Returns how many live connections are being closed.
+    ///
+    /// # Errors
+    /// When the revocation could not be persisted; nothing is closed then.
+    pub async fn revoke_session(&self, session_id: &str) -> Result<usize, StoreError> {
+        self.revoke(RevocationKind::Session, session_id).await
+    }
+
+    /// Revokes every token of a user issued up to now: persists it, closes the user's
+    /// live sockets like [`Server::revoke_session`], and refuses those tokens from now on.
+    ///
+    /// # Errors
+    /// When the revocation could not be persisted; nothing is closed then.
+    pub async fn revoke_user(&self, user_id: &str) -> Result<usize, StoreError> {
+        self.revoke(RevocationKind::User, user_id).await
+    }
+
+    async fn revoke(&self, kind: RevocationKind, id: &str) -> Result<usize, StoreError> {
+        let at = unix_now();
+        let store = Arc::clone(&self.shared.store);
+        let owned = id.to_owned();
+        tokio::task::spawn_blocking(move || lock(&store).revoke(kind, &owned, at))
+            .await
+            .map_err(|e| StoreError::Io {
+                path: std::path::PathBuf::new(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        // The record is durable; now close whatever matches. A connection registering
+        // concurrently either saw the record (refused) or is in `conns` by now.
+        let mut closed = 0;
+        let state = lock(&self.shared.state);
+        for live in state.conns.values() {
+            let hit = match kind {
+                RevocationKind::Session => live.session_id == id,
+                RevocationKind::User => live.user_id == id && live.issued <= at,
+            };
+            if hit {
+                live.kill.send_replace(Some(CloseReason::Revoked));
+                closed += 1;
+            }
+        }
+        drop(state);
+        let kind = match kind {
+            RevocationKind::Session => "session",
+            RevocationKind::User => "user",
+        };
+        info!(target: AUDIT_TARGET, event = "revocation", kind, id, closed);
+        Ok(closed)
+    }
+
+    /// Queues a message for one connection (server-initiated offer, candidate, ...).
+    ///
+    /// # Errors
+    /// When the connection is gone or its queue is full.
+    pub fn send(&self, connection: ConnectionId, message: ServerMessage) -> Result<(), SendError> {
+        let state = lock(&self.shared.state);
+        let live = state
+            .conns
+            .get(&connection)
+            .ok_or(SendError::NotConnected)?;
+        deliver(live, ServerEnvelope::new(None, message))
+            .then_some(())
+            .ok_or(SendError::QueueFull)
+    }
+
+    /// Authenticated connections now.
+    #[must_use]
+    pub fn connection_count(&self) -> usize {
+        lock(&self.shared.state).conns.len()
+    }
+
+    /// Participants in `room` now.
+    #[must_use]
+    pub fn room_size(&self, room: &str) -> usize {
+        lock(&self.shared.state).rooms.get(room).map_or(0, Vec::len)
+    }
+
+    /// Stops accepting, closes every connection with 1001 and waits (up to two seconds)
+    /// for them to finish.
+    pub async fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+        for live in lock(&self.shared.state).conns.values() {
+            live.kill.send_replace(Some(CloseReason::Shutdown));
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while lock(&self.shared.state).open > 0 && Instant::now() < deadline {
+            sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn check_limits(l: &Limits) -> Result<(), StartError> {
+    let checks = [
+        (l.message_burst == 0, "message_burst"),
+        (
+            l.max_connections_per_address == 0,
+            "max_connections_per_address",
+        ),
+        (l.max_connections == 0, "max_connections"),
+        (l.max_pending_handshakes == 0, "max_pending_handshakes"),
+        (l.max_message_size < 256, "max_message_size (at least 256)"),
+        (
+            l.max_participants_per_room == 0,
+            "max_participants_per_room",
+        ),
+        (l.outbound_queue == 0, "outbound_queue"),
+    ];
+    match checks.iter().find(|(bad, _)| *bad) {
+        Some((_, name)) => Err(StartError::InvalidLimits(name)),
+        None => Ok(()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Shared state
+
+struct Shared {
+    limits: Limits,
+    decode: DecodeLimits,
+    allowed_origins: Vec<String>,
+    validator: TokenValidator,
+    acceptor: Option<TlsAcceptor>,
+    certificate: Option<CertificateDer<'static>>,
+    local_addr: SocketAddr,
+    ws_config: WebSocketConfig,
+    pending: Arc<Semaphore>,
+    state: Mutex<State>,
+    store: Arc<Mutex<RevocationStore>>,
+    next_id: AtomicU64,
+    shutdown: watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Admitted TCP connections (handshaking or authenticated).
+    open: usize,
+    per_address: HashMap<IpAddr, usize>,
+    conns: HashMap<ConnectionId, Live>,
+    rooms: HashMap<String, Vec<ConnectionId>>,
+}
+
+/// What the registry knows about an authenticated connection.
+struct Live {
+    user_id: String,
+    session_id: String,
+    issued: u64,
+    room: Option<String>,
+    outbound: mpsc::Sender<ServerEnvelope>,
+    kill: watch::Sender<Option<CloseReason>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Queues `env` for `live`; a full queue marks it a slow consumer to be closed.
+fn deliver(live: &Live, env: ServerEnvelope) -> bool {
+    match live.outbound.try_send(env) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            live.kill.send_replace(Some(CloseReason::SlowConsumer));
+            false
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    }
+}
+
+/// Counts one admitted TCP connection against the limits until dropped.
+struct Admission {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+#[derive(Clone, Copy)]
+enum Refusal {
+    Total,
+    PerAddress,
+}
+
+impl Admission {
+    fn try_new(shared: &Arc<Shared>, ip: IpAddr) -> Result<Self, Refusal> {
+        let mut state = lock(&shared.state);
+        if state.open >= shared.limits.max_connections {
+            return Err(Refusal::Total);
+        }
+        let n = state.per_address.entry(ip).or_insert(0);
+        if *n >= shared.limits.max_connections_per_address {
+            return Err(Refusal::PerAddress);
+        }
+        *n += 1;
+        state.open += 1;
+        Ok(Self {
+            shared: Arc::clone(shared),
+            ip,
+        })
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut state = lock(&self.shared.state);
+        state.open = state.open.saturating_sub(1);
+        if let Some(n) = state.per_address.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                state.per_address.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Checks revocation and registers, atomically with respect to [`Server::revoke`].
+    fn register(&self, id: ConnectionId, claims: &Claims, live: Live) -> Result<(), TokenError> {
+        let mut state = lock(&self.state);
+        if lock(&self.store).is_revoked(&claims.user_id, &claims.session_id, claims.issued()) {
+            return Err(TokenError::Revoked);
+        }
+        state.conns.insert(id, live);
+        Ok(())
+    }
+
+    /// Removes the connection and its room membership; tells the room.
+    fn unregister(&self, id: ConnectionId) {
+        let mut state = lock(&self.state);
+        let Some(live) = state.conns.remove(&id) else {
+            return;
+        };
+        if let Some(room) = live.room {
+            remove_member(&mut state, &room, id);
+            broadcast(
+                &state,
+                &room,
+                id,
+                &ServerMessage::ParticipantLeft {
+                    room: room.clone(),
+                    user_id: live.user_id,
+                },
+            );
+        }
+    }
+
+    /// Takes a place in `room` if it has one free.
+    fn reserve_room(&self, id: ConnectionId, room: &str) -> bool {
+        let mut state = lock(&self.state);
+        let members = state.rooms.entry(room.to_owned()).or_default();
+        if members.len() >= self.limits.max_participants_per_room {
+            return false;
+        }
+        members.push(id);
+        if let Some(live) = state.conns.get_mut(&id) {
+            live.room = Some(room.to_owned());
+        }
+        true
+    }
+
+    /// Gives the place back (join refused, or leave).
+    fn release_room(&self, id: ConnectionId, room: &str) {
+        let mut state = lock(&self.state);
+        remove_member(&mut state, room, id);
+        if let Some(live) = state.conns.get_mut(&id) {
+            live.room = None;
+        }
+    }
+
+    /// Announces `id` to the room and lists the others.
+    fn announce_join(&self, id: ConnectionId, room: &str, user_id: &str) -> Vec<String> {
+        let state = lock(&self.state);
+        broadcast(
+            &state,
+            room,
+            id,
+            &ServerMessage::ParticipantJoined {
+                room: room.to_owned(),
+                user_id: user_id.to_owned(),
+            },
+        );
+        state.rooms.get(room).map_or_else(Vec::new, |members| {
+            members
+                .iter()
+                .filter(|&&m| m != id)
+                .filter_map(|m| state.conns.get(m).map(|l| l.user_id.clone()))
+                .collect()
+        })
+    }
+
+    fn broadcast(&self, room: &str, from: ConnectionId, message: &ServerMessage) {
+        broadcast(&lock(&self.state), room, from, message);
+    }
+}
+
+fn remove_member(state: &mut State, room: &str, id: ConnectionId) {
+    if let Some(members) = state.rooms.get_mut(room) {
+        members.retain(|&m| m != id);
+        if members.is_empty() {
+            state.rooms.remove(room);
+        }
+    }
+}
+
+fn broadcast(state: &State, room: &str, from: ConnectionId, message: &ServerMessage) {
+    let Some(members) = state.rooms.get(room) else {
+        return;
+    };
+    for member in members.iter().filter(|&&m| m != from) {
+        if let Some(live) = state.conns.get(member) {
+            deliver(live, ServerEnvelope::new(None, message.clone()));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Accept and handshake
+
+/// The byte stream under the WebSocket: TLS or (loopback only) plain TCP.
+trait Io: AsyncRead + AsyncWrite + Send {}
+impl<T: AsyncRead + AsyncWrite + Send> Io for T {}
+type BoxIo = Pin<Box<dyn Io>>;
+type Ws = WebSocketStream<BoxIo>;
+
+async fn accept_loop<H: CallHandler>(
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let (tcp, remote) = tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning; never exit.
+                    warn!(error = %e, "accept failed");
+                    sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = Arc::clone(&shared.pending).try_acquire_owned() else {
+            warn!(target: AUDIT_TARGET, event = "limit", remote = %remote, limit = "pending_handshakes");
+            drop(tcp);
+            continue;
+        };
+        // Best effort: latency matters more than packet count for signaling.
+        let _ = tcp.set_nodelay(true);
+        let admission = Admission::try_new(&shared, remote.ip());
+        tokio::spawn(run_connection(
+            Arc::clone(&shared),
+            Arc::clone(&handler),
+            tcp,
+            remote,
+            admission,
+            permit,
+        ));
+    }
+}
+
+async fn run_connection<H: CallHandler>(
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    tcp: TcpStream,
+    remote: SocketAddr,
+    admission: Result<Admission, Refusal>,
+    permit: OwnedSemaphorePermit,
+) {
+    let refusal = admission.as_ref().err().copied();
+    let handshake = timeout(
+        shared.limits.handshake_timeout,
+        handshake(&shared, tcp, remote, refusal),
+    )
+    .await;
+    drop(permit);
+    let (ws, bearer) = match handshake {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => {
+            debug!(remote = %remote, error = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            warn!(target: AUDIT_TARGET, event = "limit", remote = %remote, limit = "handshake_timeout");
+            return;
+        }
+    };
+    // A refused admission never completes the upgrade, so this holds.
+    let Ok(admission) = admission else { return };
+    session(shared, handler, ws, remote, bearer).await;
+    drop(admission);
+}
+
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    #[error("tls: {0}")]
+    Tls(std::io::Error),
+    #[error("websocket: {0}")]
+    Ws(#[from] WsError),
+}
+
+// tungstenite's callback signature fixes the error type (an HTTP response).
+#[allow(clippy::result_large_err)]
+async fn handshake(
+    shared: &Shared,
+    tcp: TcpStream,
+    remote: SocketAddr,
+    refusal: Option<Refusal>,
+) -> Result<(Ws, Option<String>), HandshakeError> {
+    let io: BoxIo = match &shared.acceptor {
+        Some(acceptor) => Box::pin(acceptor.accept(tcp).await.map_err(HandshakeError::Tls)?),
+        None => Box::pin(tcp),
+    };
+    let mut bearer = None;
+    let callback = |request: &HttpRequest, response: Response| {
+        check_upgrade(shared, remote, refusal, request, response, &mut bearer)
+    };
+    let ws = tokio_tungstenite::accept_hdr_async_with_config(io, callback, Some(shared.ws_config))
+        .await?;
+    Ok((ws, bearer))
+}
+
+fn refuse(status: StatusCode, body: &str) -> ErrorResponse {
+    let mut response = ErrorResponse::new(Some(body.to_owned()));
+    *response.status_mut() = status;
+    response
+}
+
+/// The HTTP upgrade request checks (RFC 6455 §4.2.1 lets the server refuse with any
+/// HTTP status): admission, no credentials in the URL, Origin allow-list (RFC 6455
+/// §10.2), `Authorization: Bearer` (RFC 6750 §2.1).
+// tungstenite's callback signature fixes the error type (an HTTP response).
+#[allow(clippy::result_large_err)]
+fn check_upgrade(
+    shared: &Shared,
+    remote: SocketAddr,
+    refusal: Option<Refusal>,
+    request: &HttpRequest,
+    response: Response,
+    bearer: &mut Option<String>,
+) -> Result<Response, ErrorResponse> {
+    match refusal {
+        Some(Refusal::Total) => {
+            warn!(target: AUDIT_TARGET, event = "limit", remote = %remote, limit = "max_connections");
+            return Err(refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many connections",
+            ));
+        }
+        Some(Refusal::PerAddress) => {
+            warn!(target: AUDIT_TARGET, event = "limit", remote = %remote, limit = "max_connections_per_address");
+            return Err(refuse(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many connections from this address",
+            ));
+        }
+        None => {}
+    }
+    if let Some(query) = request.uri().query() {
+        let q = query.to_ascii_lowercase();
+        if ["token", "jwt", "auth", "bearer"]
+            .iter()
+            .any(|k| q.contains(k))
+        {
+            warn!(target: AUDIT_TARGET, event = "handshake_refused", remote = %remote, reason = "token_in_url");
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "credentials are not accepted in the URL",
+            ));
+        }
+    }
+    if let Some(origin) = request.headers().get(header::ORIGIN) {
+        let allowed = origin.to_str().is_ok_and(|o| {
+            shared
+                .allowed_origins
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(o))
+        });
+        if !allowed {
+            warn!(target: AUDIT_TARGET, event = "handshake_refused", remote = %remote, reason = "origin");
+            return Err(refuse(StatusCode::FORBIDDEN, "origin not allowed"));
+        }
+    }
+    if let Some(value) = request.headers().get(header::AUTHORIZATION) {
+        // RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token; the scheme is
+        // case-insensitive (RFC 9110 §11.1).
+        let token = value.to_str().ok().and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| rest.trim().to_owned())
+        });
+        match token {
+            Some(t) if !t.is_empty() => *bearer = Some(t),
+            _ => {
+                warn!(target: AUDIT_TARGET, event = "handshake_refused", remote = %remote, reason = "bad_authorization");
+                return Err(refuse(
+                    StatusCode::BAD_REQUEST,
+                    "Authorization must be a Bearer token",
+                ));
+            }
+        }
+    }
+    Ok(response)
+}
+
+// ---------------------------------------------------------------------------------------
+// Session
+
+/// Sends a close frame with `reason`, then waits briefly for the peer's close.
+async fn close(ws: &mut Ws, reason: CloseReason) {
+    let frame = CloseFrame {
+        code: CloseCode::from(reason.code()),
+        reason: reason.text().into(),
+    };
+    let _ = timeout(CLOSE_TIMEOUT, ws.close(Some(frame))).await;
+}
+
+async fn drain(ws: &mut Ws) {
+    let _ = timeout(CLOSE_TIMEOUT, async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+}
+
+async fn send(ws: &mut Ws, env: &ServerEnvelope) -> bool {
+    matches!(
+        timeout(WRITE_TIMEOUT, ws.send(Message::text(env.encode()))).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Reads the first message, which must be `auth`.
+async fn auth_message(ws: &mut Ws, limits: &DecodeLimits) -> Option<String> {
+    loop {
+        let payload = match ws.next().await? {
+            Ok(Message::Text(t)) => t.as_bytes().to_vec(),
+            Ok(Message::Binary(b)) => b.to_vec(),
+            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
+            Ok(Message::Close(_)) | Err(_) => return None,
+        };
+        return match decode_client_message(&payload, limits) {
+            Ok(env) => match env.message {
+                ClientMessage::Auth { token } => Some(token.0),
+                _ => None,
+            },
+            Err(_) => None,
+        };
+    }
+}
+
+async fn session<H: CallHandler>(
+    shared: Arc<Shared>,
+    handler: Arc<H>,
+    mut ws: Ws,
+    remote: SocketAddr,
+    bearer: Option<String>,
+) {
+    let limits = &shared.limits;
+    let (token, method) = match bearer {
+        Some(t) => (t, "header"),
+        None => match timeout(limits.auth_timeout, auth_message(&mut ws, &shared.decode)).await {
+            Ok(Some(t)) => (t, "message"),
+            Ok(None) => {
+                return refuse_auth(ws, remote, CloseReason::Auth(TokenError::Missing)).await;
+            }
+            Err(_) => return refuse_auth(ws, remote, CloseReason::AuthTimeout).await,
+        },
+    };
+    let claims = match shared.validator.validate(&token) {
+        Ok(c) => c,
+        Err(e) => return refuse_auth(ws, remote, CloseReason::Auth(e)).await,
+    };
+    drop(token);
+    let id = ConnectionId(shared.next_id.fetch_add(1, Ordering::Relaxed));
+    let (outbound, outbound_rx) = mpsc::channel(limits.outbound_queue);
+    let (kill, kill_rx) = watch::channel(None);
+    let live = Live {
+        user_id: claims.user_id.clone(),
+        session_id: claims.session_id.clone(),
+        issued: claims.issued(),
+        room: None,
+        outbound,
+        kill,
+    };
+    if let Err(e) = shared.register(id, &claims, live) {
+        return refuse_auth(ws, remote, CloseReason::Auth(e)).await;
+    }
+    info!(
+        target: AUDIT_TARGET, event = "auth_success", remote = %remote,
+        user = %claims.user_id, session = %claims.session_id, method
+    );
+    let mut conn = Connection {
+        peer: Peer {
+            connection: id,
+            user_id: claims.user_id.clone(),
+            session_id: claims.session_id.clone(),
+            remote,
+            room: None,
+        },
+        bucket: TokenBucket::new(
+            limits.messages_per_second,
+            limits.message_burst,
+            Instant::now(),
+        ),
+        rate_violations: 0,
+        protocol_errors: 0,
+        claims,
+        shared: Arc::clone(&shared),
+    };
+    let welcome = ServerEnvelope::new(
+        None,
+        ServerMessage::Authenticated {
+            user_id: conn.peer.user_id.clone(),
+            session_id: conn.peer.session_id.clone(),
+            rooms: conn.claims.rooms.clone(),
+        },
+    );
+    let reason = if send(&mut ws, &welcome).await {
+        conn.run(&mut ws, &*handler, outbound_rx, kill_rx).await
+    } else {
+        CloseReason::PeerClosed
+    };
+
+    // Teardown: registry and room first (so nothing more is routed here), then the
+    // close frame, then the calls server, then the closing handshake.
+    shared.unregister(id);
+    if let Some(room) = &conn.peer.room {
+        info!(
+            target: AUDIT_TARGET, event = "leave", remote = %remote, user = %conn.peer.user_id,
+            session = %conn.peer.session_id, room = %room
+        );
+    }
+    let level_warn = !matches!(reason, CloseReason::PeerClosed | CloseReason::Shutdown);
+    if level_warn {
+        warn!(
+            target: AUDIT_TARGET, event = "disconnect", remote = %remote, user = %conn.peer.user_id,
+            session = %conn.peer.session_id, reason = reason.as_str(), code = reason.code()
+        );
+    } else {
+        info!(
+            target: AUDIT_TARGET, event = "disconnect", remote = %remote, user = %conn.peer.user_id,
+            session = %conn.peer.session_id, reason = reason.as_str(), code = reason.code()
+        );
+    }
+    if reason != CloseReason::PeerClosed {
+        close(&mut ws, reason).await;
+    }
+    let _ = timeout(
+        limits.handler_timeout,
+        handler.disconnected(&conn.peer, reason),
+    )
+    .await;
+    drain(&mut ws).await;
+}
+
+async fn refuse_auth(mut ws: Ws, remote: SocketAddr, reason: CloseReason) {
+    warn!(target: AUDIT_TARGET, event = "auth_failure", remote = %remote, reason = reason.as_str());
+    close(&mut ws, reason).await;
+    drain(&mut ws).await;
+}
+
+/// One authenticated connection's loop state.
+struct Connection {
+    peer: Peer,
+    claims: Claims,
+    bucket: TokenBucket,
+    rate_violations: u32,
+    protocol_errors: u32,
+    shared: Arc<Shared>,
+}
+
+enum Step {
+    Continue,
+    Reply(ServerEnvelope),
+    Close(CloseReason),
+}
+
+impl Connection {
+    async fn run<H: CallHandler>(
+        &mut self,
+        ws: &mut Ws,
+        handler: &H,
+        mut outbound: mpsc::Receiver<ServerEnvelope>,
+        mut kill: watch::Receiver<Option<CloseReason>>,
+    ) -> CloseReason {
+        let limits = self.shared.limits.clone();
+        let session_end = sleep_until(Instant::now() + limits.max_session_length);
+        let idle = sleep_until(Instant::now() + limits.idle_timeout);
+        tokio::pin!(session_end, idle);
+        loop {
+            let step = tokio::select! {
+                biased;
+                changed = kill.changed() => {
+                    let reason = if changed.is_ok() { (*kill.borrow()).unwrap_or(CloseReason::Internal) } else { CloseReason::Shutdown };
+                    if reason == CloseReason::Revoked {
+                        let _ = timeout(CLOSE_TIMEOUT, ws.send(Message::text(ServerEnvelope::new(None, ServerMessage::SessionRevoked).encode()))).await;
+                    }
+                    Step::Close(reason)
+                }
+                () = &mut session_end => Step::Close(CloseReason::SessionExpired),
+                () = &mut idle => Step::Close(CloseReason::IdleTimeout),
+                Some(env) = outbound.recv() => Step::Reply(env),
+                incoming = ws.next() => {
+                    match incoming {
+                        None => Step::Close(CloseReason::PeerClosed),
+                        Some(Err(WsError::Capacity(_))) => Step::Close(CloseReason::MessageTooBig),
+                        Some(Err(WsError::Utf8(_))) => Step::Close(CloseReason::InvalidUtf8),
+                        Some(Err(_)) | Some(Ok(Message::Close(_))) => Step::Close(CloseReason::PeerClosed),
+                        Some(Ok(Message::Ping(_))) => {
+                            if self.bucket.try_take(Instant::now()) { Step::Continue } else { self.rate_limited() }
+                        }
+                        Some(Ok(Message::Pong(_) | Message::Frame(_))) => Step::Continue,
+                        Some(Ok(Message::Text(t))) => {
+                            idle.as_mut().reset(Instant::now() + limits.idle_timeout);
+                            self.on_message(t.as_bytes(), handler).await
+                        }
+                        Some(Ok(Message::Binary(b))) => {
+                            idle.as_mut().reset(Instant::now() + limits.idle_timeout);
+                            self.on_message(&b, handler).await
+                        }
+                    }
+                }
+            };
+            match step {
+                Step::Continue => {}
+                Step::Reply(env) => {
+                    if !send(ws, &env).await {
+                        return CloseReason::SlowConsumer;
+                    }
+                }
+                Step::Close(reason) => return reason,
+            }
+        }
+    }
+
+    fn rate_limited(&mut self) -> Step {
+        self.rate_violations += 1;
+        if self.rate_violations == 1 {
+            warn!(
+                target: AUDIT_TARGET, event = "limit", remote = %self.peer.remote,
+                user = %self.peer.user_id, limit = "messages_per_second"
+            );
+        }
+        if self.rate_violations > self.shared.limits.max_rate_violations {
+            return Step::Close(CloseReason::RateLimited);
+        }
+        Step::Reply(ServerEnvelope::error(
+            None,
+            ErrorCode::RateLimited,
+            "too many messages; dropped",
+        ))
+    }
+
+    fn protocol_error(&mut self, reply: ServerEnvelope) -> Step {
+        self.protocol_errors += 1;
+        if self.protocol_errors > self.shared.limits.max_protocol_errors {
+            warn!(
+                target: AUDIT_TARGET, event = "limit", remote = %self.peer.remote,
+                user = %self.peer.user_id, limit = "max_protocol_errors"
+            );
+            return Step::Close(CloseReason::TooManyErrors);
+        }
+        Step::Reply(reply)
+    }
+
+    async fn on_message<H: CallHandler>(&mut self, payload: &[u8], handler: &H) -> Step {
+        if !self.bucket.try_take(Instant::now()) {
+            return self.rate_limited();
+        }
+        if payload.len() > self.shared.limits.max_message_size {
+            warn!(
+                target: AUDIT_TARGET, event = "limit", remote = %self.peer.remote,
+                user = %self.peer.user_id, limit = "max_message_size"
+            );
+        }
+        let env = match decode_client_message(payload, &self.shared.decode) {
+            Ok(env) => env,
+            Err(e) => return self.protocol_error(e.to_reply()),
+        };
+        let id = env.id;
+        let request = match env.message {
+            ClientMessage::Ping => {
+                return Step::Reply(ServerEnvelope::new(id, ServerMessage::Pong));
+            }
+            ClientMessage::Auth { .. } => {
+                return self.protocol_error(ServerEnvelope::error(
+                    id,
+                    ErrorCode::InvalidState,
+                    "already authenticated",
+                ));
+            }
+            ClientMessage::Join { room } => return self.join(id, room, handler).await,
+            ClientMessage::Leave => return self.leave(id, handler).await,
+            ClientMessage::Offer { sdp } => Request::Offer(sdp),
+            ClientMessage::Answer { sdp } => Request::Answer(sdp),
+            ClientMessage::Candidate(c) => Request::Candidate(c),
+            ClientMessage::Mute { track } => Request::Mute { track, muted: true },
+            ClientMessage::Unmute { track } => Request::Mute {
+                track,
+                muted: false,
+            },
+            ClientMessage::ScreenShareOn => Request::ScreenShare { on: true },
+            ClientMessage::ScreenShareOff => Request::ScreenShare { on: false },
+        };
+        let Some(room) = self.peer.room.clone() else {
+            return Step::Reply(ServerEnvelope::error(
+                id,
+                ErrorCode::NotJoined,
+                "join a room first",
+            ));
+        };
+        let event = match &request {
+            Request::Mute { track, muted } => Some(ServerMessage::ParticipantMuted {
+                room: room.clone(),
+                user_id: self.peer.user_id.clone(),
+                track: *track,
+                muted: *muted,
+            }),
+            Request::ScreenShare { on } => Some(ServerMessage::ParticipantScreenShare {
+                room: room.clone(),
+                user_id: self.peer.user_id.clone(),
+                on: *on,
+            }),
+            _ => None,
+        };
+        match self.ask(handler, request).await {
+            Err(step) => step.with_id(id),
+            Ok(Reply::Accept) => {
+                if let Some(event) = event {
+                    self.shared.broadcast(&room, self.peer.connection, &event);
+                }
+                if id.is_some() {
+                    Step::Reply(ServerEnvelope::new(id, ServerMessage::Ack))
+                } else {
+                    Step::Continue
+                }
+            }
+            Ok(Reply::Answer(sdp)) => {
+                Step::Reply(ServerEnvelope::new(id, ServerMessage::Answer { sdp }))
+            }
+            Ok(Reply::Offer(sdp)) => {
+                Step::Reply(ServerEnvelope::new(id, ServerMessage::Offer { sdp }))
+            }
+            Ok(Reply::Reject(message)) => Step::Reply(rejected(id, message)),
+        }
+    }
+
+    /// Calls the handler with the timeout.
+    async fn ask<H: CallHandler>(&self, handler: &H, request: Request) -> Result<Reply, Step> {
+        timeout(
+            self.shared.limits.handler_timeout,
+            handler.handle(&self.peer, request),
+        )
+        .await
+        .map_err(|_| {
+            Step::Reply(ServerEnvelope::error(
+                None,
+                ErrorCode::Internal,
+                "calls server did not answer",
+            ))
+        })
+    }
+
+    async fn join<H: CallHandler>(&mut self, id: Option<u64>, room: String, handler: &H) -> Step {
+        if self.peer.room.is_some() {
+            return Step::Reply(ServerEnvelope::error(
+                id,
+                ErrorCode::InvalidState,
+                "already in a room",
+            ));
+        }
+        if !self.claims.allows_room(&room) {
+            warn!(
+                target: AUDIT_TARGET, event = "auth_failure", remote = %self.peer.remote,
+                user = %self.peer.user_id, reason = CloseReason::WrongRoom.as_str()
+            );
+            return Step::Close(CloseReason::WrongRoom);
+        }
+        if !self.shared.reserve_room(self.peer.connection, &room) {
+            warn!(
+                target: AUDIT_TARGET, event = "limit", remote = %self.peer.remote,
+                user = %self.peer.user_id, limit = "max_participants_per_room"
+            );
+            return Step::Reply(ServerEnvelope::error(
+                id,
+                ErrorCode::RoomFull,
+                "room is full",
+            ));
+        }
+        self.peer.room = Some(room.clone());
+        match self
+            .ask(handler, Request::Join { room: room.clone() })
+            .await
+        {
+            Ok(Reply::Reject(message)) => {
+                self.shared.release_room(self.peer.connection, &room);
+                self.peer.room = None;
+                Step::Reply(rejected(id, message))
+            }
+            Err(step) => {
+                self.shared.release_room(self.peer.connection, &room);
+                self.peer.room = None;
+                step.with_id(id)
+            }
+            Ok(_) => {
+                info!(
+                    target: AUDIT_TARGET, event = "join", remote = %self.peer.remote,
+                    user = %self.peer.user_id, session = %self.peer.session_id, room = %room
+                );
+                let participants =
+                    self.shared
+                        .announce_join(self.peer.connection, &room, &self.peer.user_id);
+                Step::Reply(ServerEnvelope::new(
+                    id,
+                    ServerMessage::Joined { room, participants },
+                ))
+            }
+        }
+    }
+
+    async fn leave<H: CallHandler>(&mut self, id: Option<u64>, handler: &H) -> Step {
+        let Some(room) = self.peer.room.clone() else {
+            return Step::Reply(ServerEnvelope::error(
+                id,
+                ErrorCode::NotJoined,
+                "not in a room",
+            ));
+        };
+        // Leaving cannot be refused; the handler is told and its reply ignored.
+        let _ = self
+            .ask(handler, Request::Leave { room: room.clone() })
+            .await;
+        self.shared.release_room(self.peer.connection, &room);
+        self.shared.broadcast(
+            &room,
+            self.peer.connection,
+            &ServerMessage::ParticipantLeft {
+                room: room.clone(),
+                user_id: self.peer.user_id.clone(),
+            },
+        );
+        self.peer.room = None;
+        info!(
+            target: AUDIT_TARGET, event = "leave", remote = %self.peer.remote,
+            user = %self.peer.user_id, session = %self.peer.session_id, room = %room
+        );
+        Step::Reply(ServerEnvelope::new(id, ServerMessage::Left { room }))
+    }
+}
+
+impl Step {
+    fn with_id(self, id: Option<u64>) -> Self {
+        match self {
+            Self::Reply(mut env) => {
+                env.id = id;
+                Self::Reply(env)
+            }
+            other => other,
+        }
+    }
+}
+
+fn rejected(id: Option<u64>, mut message: String) -> ServerEnvelope {
+    if message.len() > 256 {
+        let mut cut = 256;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
+    ServerEnvelope::error(id, ErrorCode::Rejected, message)
+}
