@@ -1,0 +1,895 @@
+//! End-to-end tests: a real TLS WebSocket client against the real server on loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use callsec_signaling::{
+    AuthConfig, Client, ClientError, ClientMessage, CloseReason, ErrorCode, Incoming, Request, Sdp,
+    Server, ServerMessage, StartError, TokenKey, TokenPlacement, Track, Transport,
+};
+use common::{Harness, Seen, claims, closed_code, sign, token};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+use tokio::io::AsyncReadExt as _;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+type Result = std::result::Result<(), Box<dyn std::error::Error>>;
+
+async fn recv(client: &mut Client) -> Incoming {
+    timeout(Duration::from_secs(2), client.recv())
+        .await
+        .expect("nothing received in 2 s")
+        .unwrap()
+}
+
+async fn recv_message(client: &mut Client) -> ServerMessage {
+    match recv(client).await {
+        Incoming::Message(env) => env.message,
+        Incoming::Closed { code, reason } => panic!("closed {code} {reason}"),
+    }
+}
+
+async fn recv_close(client: &mut Client) -> (u16, String) {
+    loop {
+        match recv(client).await {
+            Incoming::Closed { code, reason } => return (code, reason),
+            Incoming::Message(_) => {}
+        }
+    }
+}
+
+fn error_code(m: &ServerMessage) -> ErrorCode {
+    match m {
+        ServerMessage::Error { code, .. } => *code,
+        other => panic!("expected error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_token_joins_and_exchanges_offer_answer() -> Result {
+    let mut h = Harness::with(|_| {}).await;
+    let (mut alice, hello) = Client::connect(&h.client_config(Some(token("alice", "s1")))).await?;
+    assert_eq!(
+        hello,
+        ServerMessage::Authenticated {
+            user_id: "alice".into(),
+            session_id: "s1".into(),
+            rooms: vec!["r1".into()]
+        }
+    );
+    let joined = alice
+        .request(ClientMessage::Join { room: "r1".into() })
+        .await?;
+    assert_eq!(
+        joined,
+        ServerMessage::Joined {
+            room: "r1".into(),
+            participants: vec![]
+        }
+    );
+    match h.next_seen().await {
+        Seen::Request(peer, Request::Join { room }) => {
+            assert_eq!(
+                (
+                    peer.user_id.as_str(),
+                    peer.session_id.as_str(),
+                    room.as_str()
+                ),
+                ("alice", "s1", "r1")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let offer = Sdp("v=0\r\na=ice-pwd:secretsecretsecret\r\n".into());
+    let answer = alice
+        .request(ClientMessage::Offer { sdp: offer.clone() })
+        .await?;
+    assert_eq!(
+        answer,
+        ServerMessage::Answer {
+            sdp: Sdp(format!("v=0 answer to {} bytes", offer.0.len()))
+        }
+    );
+    match h.next_seen().await {
+        Seen::Request(peer, Request::Offer(sdp)) => {
+            assert_eq!(sdp, offer);
+            assert_eq!(peer.room.as_deref(), Some("r1"));
+        }
+        other => panic!("{other:?}"),
+    }
+    alice.close().await?;
+    let (peer, reason) = h.next_disconnect().await;
+    assert_eq!(
+        (peer.user_id.as_str(), reason),
+        ("alice", CloseReason::PeerClosed)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_message_auth_and_room_events() -> Result {
+    let h = Harness::with(|_| {}).await;
+    let mut alice = h.connect(token("alice", "s1")).await;
+    let mut cfg = h.client_config(Some(token("bob", "s2")));
+    cfg.placement = TokenPlacement::FirstMessage;
+    let (mut bob, _) = Client::connect(&cfg).await?;
+
+    alice
+        .request(ClientMessage::Join { room: "r1".into() })
+        .await?;
+    let joined = bob
+        .request(ClientMessage::Join { room: "r1".into() })
+        .await?;
+    assert_eq!(
+        joined,
+        ServerMessage::Joined {
+            room: "r1".into(),
+            participants: vec!["alice".into()]
+        }
+    );
+    assert_eq!(
+        recv_message(&mut alice).await,
+        ServerMessage::ParticipantJoined {
+            room: "r1".into(),
+            user_id: "bob".into()
+        }
+    );
+
+    assert_eq!(
+        bob.request(ClientMessage::Mute {
+            track: Track::Audio
+        })
+        .await?,
+        ServerMessage::Ack
+    );
+    assert_eq!(
+        recv_message(&mut alice).await,
+        ServerMessage::ParticipantMuted {
+            room: "r1".into(),
+            user_id: "bob".into(),
+            track: Track::Audio,
+            muted: true
+        }
+    );
+    assert_eq!(
+        bob.request(ClientMessage::ScreenShareOn).await?,
+        ServerMessage::Ack
+    );
+    assert_eq!(
+        recv_message(&mut alice).await,
+        ServerMessage::ParticipantScreenShare {
+            room: "r1".into(),
+            user_id: "bob".into(),
+            on: true
+        }
+    );
+    let candidate = callsec_signaling::IceCandidate {
+        candidate: "candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host".into(),
+        sdp_mid: Some("0".into()),
+        sdp_m_line_index: Some(0),
+    };
+    assert_eq!(
+        bob.request(ClientMessage::Candidate(candidate)).await?,
+        ServerMessage::Ack
+    );
+    assert_eq!(
+        bob.request(ClientMessage::Leave).await?,
+        ServerMessage::Left { room: "r1".into() }
+    );
+    assert_eq!(
+        recv_message(&mut alice).await,
+        ServerMessage::ParticipantLeft {
+            room: "r1".into(),
+            user_id: "bob".into()
+        }
+    );
+    // A second leave is an error, and the connection survives it.
+    assert_eq!(
+        error_code(&bob.request(ClientMessage::Leave).await?),
+        ErrorCode::NotJoined
+    );
+    assert_eq!(bob.request(ClientMessage::Ping).await?, ServerMessage::Pong);
+    // Offers need a room.
+    let err = bob
+        .request(ClientMessage::Offer {
+            sdp: Sdp("v=0".into()),
+        })
+        .await?;
+    assert_eq!(error_code(&err), ErrorCode::NotJoined);
+    assert_eq!(h.server.room_size("r1"), 1);
+    assert_eq!(h.server.connection_count(), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_rejection_and_server_push() -> Result {
+    let mut h = Harness::with(|_| {}).await;
+    let mut c = claims("alice", "s1");
+    c["rooms"] = json!(["r1", "locked"]);
+    let mut alice = h.connect(sign(&c)).await;
+    let err = alice
+        .request(ClientMessage::Join {
+            room: "locked".into(),
+        })
+        .await?;
+    assert!(
+        matches!(&err, ServerMessage::Error { code: ErrorCode::Rejected, message } if message == "room is locked")
+    );
+    assert_eq!(h.server.room_size("locked"), 0);
+    alice
+        .request(ClientMessage::Join { room: "r1".into() })
+        .await?;
+    let connection = loop {
+        if let Seen::Request(peer, Request::Join { room }) = h.next_seen().await {
+            if room == "r1" {
+                break peer.connection;
+            }
+        }
+    };
+    h.server.send(
+        connection,
+        ServerMessage::Offer {
+            sdp: Sdp("v=0 server offer".into()),
+        },
+    )?;
+    assert_eq!(
+        recv_message(&mut alice).await,
+        ServerMessage::Offer {
+            sdp: Sdp("v=0 server offer".into())
+        }
+    );
+    assert_eq!(
+        alice
+            .request(ClientMessage::Answer {
+                sdp: Sdp("v=0 client answer".into())
+            })
+            .await?,
+        ServerMessage::Ack
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_bad_token_is_refused_with_its_reason() -> Result {
+    let h = Harness::with(|_| {}).await;
+    let now = common::now();
+    let b64 = |v: &serde_json::Value| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    };
+    let body = b64(&claims("alice", "s1"));
+    let with = |k: &str, v: serde_json::Value| {
+        let mut c = claims("alice", "s1");
+        c[k] = v;
+        sign(&c)
+    };
+    let mut no_sid = claims("alice", "s1");
+    no_sid.as_object_mut().unwrap().remove("sid");
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("malformed", "not-a-token".into(), 4003, "token malformed"),
+        (
+            "unsigned",
+            format!("{}.{body}.", b64(&json!({"alg":"none","typ":"JWT"}))),
+            4004,
+            "token unsigned",
+        ),
+        (
+            "wrong algorithm",
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS512),
+                &claims("alice", "s1"),
+                &EncodingKey::from_secret(common::SECRET),
+            )?,
+            4005,
+            "token algorithm not accepted",
+        ),
+        (
+            "bad signature",
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims("alice", "s1"),
+                &EncodingKey::from_secret(b"some other secret of 32 bytes!!!!"),
+            )?,
+            4006,
+            "token signature invalid",
+        ),
+        (
+            "missing claim",
+            sign(&no_sid),
+            4007,
+            "token claim missing or invalid",
+        ),
+        (
+            "expired",
+            with("exp", json!(now - 120)),
+            4008,
+            "token expired",
+        ),
+        (
+            "not yet valid",
+            with("nbf", json!(now + 120)),
+            4009,
+            "token not yet valid",
+        ),
+        (
+            "wrong audience",
+            with("aud", json!("someone-else")),
+            4010,
+            "token audience mismatch",
+        ),
+    ];
+    for (name, tok, code, reason) in cases {
+        for placement in [TokenPlacement::Header, TokenPlacement::FirstMessage] {
+            let mut cfg = h.client_config(Some(tok.clone()));
+            cfg.placement = placement;
+            let (got_code, got_reason) = closed_code(Client::connect(&cfg).await);
+            assert_eq!(
+                (got_code, got_reason.as_str()),
+                (code, reason),
+                "{name} via {placement:?}"
+            );
+        }
+    }
+    // No token: the first message is not `auth`.
+    let mut cfg = h.client_config(None);
+    cfg.placement = TokenPlacement::FirstMessage;
+    let mut c = Client::open(&cfg).await?;
+    c.send(ClientMessage::Ping).await?;
+    assert_eq!(recv_close(&mut c).await, (4001, "token missing".into()));
+    // Token in the URL: refused before the upgrade.
+    let mut cfg = h.client_config(None);
+    cfg.path = format!("/?access_token={}", token("alice", "s1"));
+    assert!(matches!(
+        Client::open(&cfg).await,
+        Err(ClientError::Rejected { status: 400 })
+    ));
+    // And the same token in the header is fine.
+    assert!(
+        Client::connect(&h.client_config(Some(token("alice", "s1"))))
+            .await
+            .is_ok()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn es256_tokens_and_clock_skew() -> Result {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let h = Harness::with(|c| {
+        let mut auth = AuthConfig::new(
+            TokenKey::Es256 {
+                public_key_pem: key.public_key_pem(),
+            },
+            common::AUDIENCE,
+        );
+        auth.leeway = Duration::from_secs(120);
+        c.auth = auth;
+    })
+    .await;
+    let signing = EncodingKey::from_ec_pem(key.serialize_pem().as_bytes())?;
+    let es = |c: &serde_json::Value| {
+        jsonwebtoken::encode(&Header::new(Algorithm::ES256), c, &signing).unwrap()
+    };
+    assert!(
+        Client::connect(&h.client_config(Some(es(&claims("alice", "s1")))))
+            .await
+            .is_ok()
+    );
+    // Expired 60 s ago is inside the 120 s leeway; 200 s ago is not.
+    let mut c = claims("alice", "s1");
+    c["exp"] = json!(common::now() - 60);
+    assert!(
+        Client::connect(&h.client_config(Some(es(&c))))
+            .await
+            .is_ok()
+    );
+    c["exp"] = json!(common::now() - 200);
+    assert_eq!(
+        closed_code(Client::connect(&h.client_config(Some(es(&c)))).await).0,
+        4008
+    );
+    // An HS256 token (even one "signed" with the public key) is the wrong algorithm.
+    let confused = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims("alice", "s1"),
+        &EncodingKey::from_secret(key.public_key_pem().as_bytes()),
+    )?;
+    assert_eq!(
+        closed_code(Client::connect(&h.client_config(Some(confused))).await).0,
+        4005
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_of_another_room_is_refused() -> Result {
+    let h = Harness::with(|_| {}).await;
+    let mut alice = h.connect(token("alice", "s1")).await;
+    alice
+        .send(ClientMessage::Join { room: "r2".into() })
+        .await?;
+    assert_eq!(
+        recv_close(&mut alice).await,
+        (4013, "token not valid for room".into())
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_session_is_closed_within_a_second_and_stays_out_after_restart() -> Result {
+    let store = common::temp_store();
+    let mut h = Harness::start(common::config(store.clone())).await;
+    let mut alice = h.connect(token("alice", "s1")).await;
+    alice
+        .request(ClientMessage::Join { room: "r1".into() })
+        .await?;
+    let _join = h.next_seen().await;
+    let mut other = h.connect(token("alice", "s2")).await;
+
+    let start = Instant::now();
+    assert_eq!(h.server.revoke_session("s1").await?, 1);
+    assert_eq!(
+        recv_message(&mut alice).await,
+        ServerMessage::SessionRevoked
+    );
+    assert_eq!(
+        recv_close(&mut alice).await,
+        (4012, "session revoked".into())
+    );
+    let (peer, reason) = h.next_disconnect().await;
+    let elapsed = start.elapsed();
+    assert_eq!(
+        (peer.session_id.as_str(), reason),
+        ("s1", CloseReason::Revoked)
+    );
+    assert_eq!(
+        peer.room.as_deref(),
+        Some("r1"),
+        "the calls server learns which room to drop"
+    );
+    assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
+    // The other session is untouched.
+    assert_eq!(
+        other.request(ClientMessage::Ping).await?,
+        ServerMessage::Pong
+    );
+    // Reconnecting with the same token, or a fresh token for the same session, fails.
+    assert_eq!(
+        closed_code(Client::connect(&h.client_config(Some(token("alice", "s1")))).await).0,
+        4012
+    );
+
+    // Restart on the same store.
+    h.server.shutdown().await;
+    assert_eq!(recv_close(&mut other).await.0, 1001);
+    let h = Harness::start(common::config(store.clone())).await;
+    assert_eq!(
+        closed_code(Client::connect(&h.client_config(Some(token("alice", "s1")))).await).0,
+        4012
+    );
+    assert!(
+        Client::connect(&h.client_config(Some(token("alice", "s3"))))
+            .await
+            .is_ok()
+    );
+    std::fs::remove_file(store)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_user_is_closed_and_old_tokens_refused() -> Result {
+    let mut h = Harness::with(|_| {}).await;
+    let mut a = h.connect(token("mallory", "m1")).await;
+    let mut b = h.connect(token("mallory", "m2")).await;
+    let mut carol = h.connect(token("carol", "c1")).await;
+    assert_eq!(h.server.revoke_user("mallory").await?, 2);
+    assert_eq!(recv_close(&mut a).await.0, 4012);
+    assert_eq!(recv_close(&mut b).await.0, 4012);
+    for _ in 0..2 {
+        let (peer, reason) = h.next_disconnect().await;
+        assert_eq!(
+            (peer.user_id.as_str(), reason),
+            ("mallory", CloseReason::Revoked)
+        );
+    }
+    assert_eq!(
+        carol.request(ClientMessage::Ping).await?,
+        ServerMessage::Pong
+    );
+    assert_eq!(
+        closed_code(Client::connect(&h.client_config(Some(token("mallory", "m3")))).await).0,
+        4012
+    );
+    // A token issued after the revocation is accepted.
+    let mut fresh = claims("mallory", "m4");
+    fresh["iat"] = json!(common::now() + 2);
+    assert!(
+        Client::connect(&h.client_config(Some(sign(&fresh))))
+            .await
+            .is_ok()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_timeout_idle_timeout_and_session_length_fire() -> Result {
+    let h = Harness::with(|c| {
+        c.limits.auth_timeout = Duration::from_millis(200);
+        c.limits.idle_timeout = Duration::from_millis(300);
+        c.limits.max_session_length = Duration::from_millis(900);
+    })
+    .await;
+    // No auth message at all.
+    let mut cfg = h.client_config(None);
+    cfg.placement = TokenPlacement::FirstMessage;
+    let start = Instant::now();
+    let mut silent = Client::open(&cfg).await?;
+    assert_eq!(
+        recv_close(&mut silent).await,
+        (4002, "authentication timeout".into())
+    );
+    assert!(start.elapsed() < Duration::from_millis(1000));
+
+    // Idle: nothing sent after authenticating.
+    let start = Instant::now();
+    let mut idle = h.connect(token("alice", "s1")).await;
+    assert_eq!(recv_close(&mut idle).await, (4015, "idle timeout".into()));
+    let e = start.elapsed();
+    assert!(
+        e >= Duration::from_millis(250) && e < Duration::from_millis(1500),
+        "{e:?}"
+    );
+
+    // Pings keep it from idling, but not past the maximum session length.
+    let start = Instant::now();
+    let mut busy = h.connect(token("bob", "s2")).await;
+    let closed = loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        match busy.request(ClientMessage::Ping).await {
+            Ok(ServerMessage::Pong) => continue,
+            Err(ClientError::Closed { code, reason }) => break (code, reason),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(closed, (4014, "session length exceeded".into()));
+    let e = start.elapsed();
+    assert!(
+        e >= Duration::from_millis(850) && e < Duration::from_millis(2000),
+        "{e:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_rate_limit_answers_then_closes() -> Result {
+    let h = Harness::with(|c| {
+        c.limits.messages_per_second = 5;
+        c.limits.message_burst = 5;
+        c.limits.max_rate_violations = 3;
+    })
+    .await;
+    // Within a burst: dropped messages get rate_limited and the limit holds after a pause.
+    let mut alice = h.connect(token("alice", "s1")).await;
+    for _ in 0..7 {
+        alice.send(ClientMessage::Ping).await?;
+    }
+    let mut replies = Vec::new();
+    for _ in 0..7 {
+        replies.push(recv_message(&mut alice).await);
+    }
+    assert_eq!(
+        replies
+            .iter()
+            .filter(|m| **m == ServerMessage::Pong)
+            .count(),
+        5
+    );
+    assert_eq!(
+        replies
+            .iter()
+            .filter(|m| matches!(
+                m,
+                ServerMessage::Error {
+                    code: ErrorCode::RateLimited,
+                    ..
+                }
+            ))
+            .count(),
+        2
+    );
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(
+        alice.request(ClientMessage::Ping).await?,
+        ServerMessage::Pong
+    );
+    // Keep flooding: closed with 1008 once violations pass the limit.
+    for _ in 0..20 {
+        if alice.send(ClientMessage::Ping).await.is_err() {
+            break;
+        }
+    }
+    assert_eq!(
+        recv_close(&mut alice).await,
+        (1008, "rate limit exceeded".into())
+    );
+    // The server is fine.
+    assert!(
+        Client::connect(&h.client_config(Some(token("bob", "s2"))))
+            .await
+            .is_ok()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limits_per_address_and_total() -> Result {
+    let h = Harness::with(|c| c.limits.max_connections_per_address = 2).await;
+    let a = h.connect(token("a", "1")).await;
+    let _b = h.connect(token("b", "2")).await;
+    for _ in 0..3 {
+        let r = Client::open(&h.client_config(Some(token("c", "3")))).await;
+        assert!(
+            matches!(r, Err(ClientError::Rejected { status: 429 })),
+            "{r:?}"
+        );
+    }
+    a.close().await?;
+    // The slot comes back once the first connection is gone.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match Client::connect(&h.client_config(Some(token("c", "3")))).await {
+            Ok(_) => break,
+            Err(ClientError::Rejected { status: 429 }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    let h = Harness::with(|c| c.limits.max_connections = 2).await;
+    let _a = h.connect(token("a", "1")).await;
+    let _b = h.connect(token("b", "2")).await;
+    let r = Client::open(&h.client_config(Some(token("c", "3")))).await;
+    assert!(
+        matches!(r, Err(ClientError::Rejected { status: 503 })),
+        "{r:?}"
+    );
+    assert_eq!(h.server.connection_count(), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshake_timeout_and_pending_handshake_limit() -> Result {
+    let h = Harness::with(|c| {
+        c.limits.handshake_timeout = Duration::from_millis(300);
+        c.limits.max_pending_handshakes = 1;
+    })
+    .await;
+    let addr = h.server.local_addr();
+    // A TCP connection that never starts TLS holds the only handshake slot...
+    let start = Instant::now();
+    let mut stalled = TcpStream::connect(addr).await?;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // ...so the next one is dropped at once...
+    let mut dropped = TcpStream::connect(addr).await?;
+    let mut buf = [0u8; 16];
+    let n = timeout(Duration::from_millis(250), dropped.read(&mut buf))
+        .await?
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(start.elapsed() < Duration::from_millis(300));
+    // ...and the stalled one is cut at the handshake timeout.
+    let n = timeout(Duration::from_secs(2), stalled.read(&mut buf))
+        .await?
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(
+        start.elapsed() >= Duration::from_millis(280),
+        "{:?}",
+        start.elapsed()
+    );
+    // Then real clients get in.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        Client::connect(&h.client_config(Some(token("a", "1"))))
+            .await
+            .is_ok()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_participant_limit() -> Result {
+    let h = Harness::with(|c| c.limits.max_participants_per_room = 2).await;
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        clients.push(h.connect(token(&format!("u{i}"), &format!("s{i}"))).await);
+    }
+    for c in clients.iter_mut().take(2) {
+        assert!(matches!(
+            c.request(ClientMessage::Join { room: "r1".into() }).await?,
+            ServerMessage::Joined { .. }
+        ));
+    }
+    let full = clients[2]
+        .request(ClientMessage::Join { room: "r1".into() })
+        .await?;
+    assert_eq!(error_code(&full), ErrorCode::RoomFull);
+    assert_eq!(h.server.room_size("r1"), 2);
+    // The refused peer is still connected, and gets in once someone leaves.
+    assert_eq!(
+        clients[0].request(ClientMessage::Leave).await?,
+        ServerMessage::Left { room: "r1".into() }
+    );
+    assert!(matches!(
+        clients[2]
+            .request(ClientMessage::Join { room: "r1".into() })
+            .await?,
+        ServerMessage::Joined { .. }
+    ));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forbidden_origin_is_refused() -> Result {
+    let h = Harness::with(|c| c.allowed_origins = vec!["https://app.example".into()]).await;
+    let mut cfg = h.client_config(Some(token("alice", "s1")));
+    cfg.origin = Some("https://evil.example".into());
+    assert!(matches!(
+        Client::open(&cfg).await,
+        Err(ClientError::Rejected { status: 403 })
+    ));
+    cfg.origin = Some("https://app.example".into());
+    assert!(Client::connect(&cfg).await.is_ok());
+    cfg.origin = None; // not a browser
+    assert!(Client::connect(&cfg).await.is_ok());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversize_and_malformed_messages_are_answered_and_the_server_stays_up() -> Result {
+    let h = Harness::with(|c| {
+        c.limits.max_message_size = 1024;
+        c.limits.max_sdp_size = 512;
+        c.limits.max_protocol_errors = 6;
+    })
+    .await;
+    let mut alice = h.connect(token("alice", "s1")).await;
+    alice
+        .request(ClientMessage::Join { room: "r1".into() })
+        .await?;
+    let cases: Vec<(Vec<u8>, bool, ErrorCode, Option<u64>)> = vec![
+        (
+            b"{\"v\":1,\"type\":".to_vec(),
+            false,
+            ErrorCode::MalformedJson,
+            None,
+        ),
+        (
+            br#"{"v":1,"id":77,"type":"teleport"}"#.to_vec(),
+            false,
+            ErrorCode::UnknownType,
+            Some(77),
+        ),
+        (
+            b"\xc3\x28 not utf-8".to_vec(),
+            true,
+            ErrorCode::InvalidUtf8,
+            None,
+        ),
+        (
+            format!(
+                r#"{{"v":1,"id":5,"type":"offer","sdp":"{}"}}"#,
+                "a".repeat(600)
+            )
+            .into_bytes(),
+            false,
+            ErrorCode::SdpTooLarge,
+            Some(5),
+        ),
+        (
+            format!(r#"{{"v":1,"type":"offer","sdp":"{}"}}"#, "a".repeat(2000)).into_bytes(),
+            false,
+            ErrorCode::MessageTooLarge,
+            None,
+        ),
+        (
+            br#"{"v":9,"id":6,"type":"ping"}"#.to_vec(),
+            false,
+            ErrorCode::UnsupportedVersion,
+            Some(6),
+        ),
+    ];
+    for (payload, binary, code, id) in cases {
+        if binary {
+            alice.send_binary(payload).await?;
+        } else {
+            alice.send_text(String::from_utf8(payload).unwrap()).await?;
+        }
+        match recv(&mut alice).await {
+            Incoming::Message(env) => {
+                assert_eq!(error_code(&env.message), code);
+                assert_eq!(env.id, id);
+            }
+            other => panic!("{code:?}: {other:?}"),
+        }
+    }
+    // Still connected and useful.
+    assert!(matches!(
+        alice
+            .request(ClientMessage::Offer {
+                sdp: Sdp("v=0".into())
+            })
+            .await?,
+        ServerMessage::Answer { .. }
+    ));
+    // One more bad message passes max_protocol_errors: closed with 1008.
+    alice.send_text("nope".into()).await?;
+    assert_eq!(
+        recv_close(&mut alice).await,
+        (1008, "too many invalid messages".into())
+    );
+    // Far beyond the size limit: closed with 1009 (not read into memory).
+    let mut bob = h.connect(token("bob", "s2")).await;
+    let _ = bob.send_text("x".repeat(5000)).await;
+    assert_eq!(recv_close(&mut bob).await.0, 1009);
+    // The server is up.
+    let mut carol = h.connect(token("carol", "s3")).await;
+    assert_eq!(
+        carol.request(ClientMessage::Ping).await?,
+        ServerMessage::Pong
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_only_on_loopback_and_pem_files() -> Result {
+    let mut c = common::config(common::temp_store());
+    c.transport = Transport::PlaintextLoopback;
+    c.listen = "0.0.0.0:0".parse()?;
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let r = Server::start(c, common::Recorder::new(tx)).await;
+    assert!(matches!(r, Err(StartError::PlaintextNotLoopback(_))));
+
+    let h = Harness::with(|c| c.transport = Transport::PlaintextLoopback).await;
+    assert!(h.server.certificate_der().is_none());
+    let mut alice = h.connect(token("alice", "s1")).await;
+    assert_eq!(
+        alice.request(ClientMessage::Ping).await?,
+        ServerMessage::Pong
+    );
+
+    // Certificate and key from PEM files.
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+    let dir = common::temp_store();
+    std::fs::create_dir_all(&dir)?;
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, certified.cert.pem())?;
+    std::fs::write(&key_path, certified.signing_key.serialize_pem())?;
+    let h = Harness::with(|c| {
+        c.transport = Transport::TlsPemFiles {
+            cert_chain: cert_path.clone(),
+            private_key: key_path.clone(),
+        };
+    })
+    .await;
+    let cfg = callsec_signaling::ClientConfig::new(
+        h.server.local_addr(),
+        callsec_signaling::ClientTls::Trust(vec![certified.cert.der().clone()]),
+        Some(token("alice", "s1")),
+    );
+    assert!(Client::connect(&cfg).await.is_ok());
+    // A client that does not trust the certificate fails the TLS handshake.
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+    let mut untrusting = cfg.clone();
+    untrusting.tls = callsec_signaling::ClientTls::Trust(vec![other.cert.der().clone()]);
+    assert!(matches!(
+        Client::connect(&untrusting).await,
+        Err(ClientError::Io(_))
+    ));
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}
