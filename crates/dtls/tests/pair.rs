@@ -1,0 +1,242 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! Two callsec peers on a virtual clock: both suites, both SRTP profiles, loss, reordering,
+//! duplication, fragmentation.
+
+mod common;
+
+use std::time::Duration;
+
+use callsec_dtls::{CipherSuite, Event};
+use callsec_srtp::ProtectionProfile;
+use common::{Netem, Pair};
+
+fn assert_keys_agree(p: &Pair) {
+    let c = p.client_connected();
+    let s = p.server_connected();
+    assert_eq!(c.cipher_suite, s.cipher_suite);
+    assert_eq!(c.profile, s.profile);
+    assert_eq!(c.srtp.local.key(), s.srtp.remote.key());
+    assert_eq!(c.srtp.local.salt(), s.srtp.remote.salt());
+    assert_eq!(c.srtp.remote.key(), s.srtp.local.key());
+    assert_eq!(c.srtp.remote.salt(), s.srtp.local.salt());
+    assert_ne!(c.srtp.local.key(), c.srtp.remote.key());
+    assert_eq!(c.srtp.local.key().len(), c.profile.key_len());
+    assert_eq!(c.srtp.local.salt().len(), c.profile.salt_len());
+    let mut a = [0u8; 64];
+    let mut b = [0u8; 64];
+    p.client
+        .export_keying_material(b"EXPORTER-test", Some(b"ctx"), &mut a)
+        .unwrap();
+    p.server
+        .export_keying_material(b"EXPORTER-test", Some(b"ctx"), &mut b)
+        .unwrap();
+    assert_eq!(a, b);
+    // RFC 5764 §4.2: the SRTP keys are the exporter output split in four.
+    let mut km = vec![0u8; c.profile.keying_material_len()];
+    p.client
+        .export_keying_material(b"EXTRACTOR-dtls_srtp", None, &mut km)
+        .unwrap();
+    let (k, s_) = (c.profile.key_len(), c.profile.salt_len());
+    assert_eq!(c.srtp.local.key(), &km[..k]);
+    assert_eq!(s.srtp.local.key(), &km[k..2 * k]);
+    assert_eq!(c.srtp.local.salt(), &km[2 * k..2 * k + s_]);
+    assert_eq!(s.srtp.local.salt(), &km[2 * k + s_..]);
+}
+
+#[test]
+fn every_suite_and_profile() {
+    for suite in CipherSuite::ALL {
+        for profile in ProtectionProfile::ALL {
+            for cookie in [true, false] {
+                let mut p = Pair::new(1, Netem::default(), |c| {
+                    c.cipher_suites = vec![suite];
+                    c.srtp_profiles = vec![profile];
+                    c.cookie_exchange = cookie;
+                });
+                p.drive();
+                assert!(
+                    p.client.is_connected() && p.server.is_connected(),
+                    "{suite:?} {profile:?} {cookie}"
+                );
+                assert_eq!(p.client_connected().cipher_suite, suite);
+                assert_eq!(p.client_connected().profile, profile);
+                assert!(p.client_connected().extended_master_secret);
+                assert_keys_agree(&p);
+                assert_eq!(
+                    p.client.stats().retransmissions,
+                    0,
+                    "{suite:?} {profile:?} {cookie} {:?} {:?}",
+                    p.client.stats(),
+                    p.server.stats()
+                );
+                assert_eq!(p.server.stats().hello_verify_requests, u64::from(cookie));
+                assert_eq!(p.elapsed(), Duration::ZERO);
+            }
+        }
+    }
+}
+
+#[test]
+fn defaults_prefer_gcm_and_aead_profile() {
+    let mut p = Pair::new(2, Netem::default(), |_| {});
+    p.drive();
+    assert_eq!(
+        p.client_connected().cipher_suite,
+        CipherSuite::EcdheEcdsaAes128GcmSha256
+    );
+    assert_eq!(
+        p.client_connected().profile,
+        ProtectionProfile::AeadAes128Gcm
+    );
+    let cfp = p.client_connected().peer_fingerprint;
+    assert_eq!(cfp.to_string().len(), "sha-256 ".len() + 95);
+}
+
+#[test]
+fn server_preference_picks_profile() {
+    let (cc, sc) = common::configs(3, |_| {});
+    let mut sc2 = (*sc).clone();
+    sc2.srtp_profiles = vec![
+        ProtectionProfile::Aes128CmHmacSha1_80,
+        ProtectionProfile::AeadAes128Gcm,
+    ];
+    let mut p = Pair::with_configs(3, Netem::default(), cc, std::sync::Arc::new(sc2));
+    p.drive();
+    assert_eq!(
+        p.client_connected().profile,
+        ProtectionProfile::Aes128CmHmacSha1_80
+    );
+}
+
+#[test]
+fn application_data_and_close() {
+    for suite in CipherSuite::ALL {
+        let mut p = Pair::new(4, Netem::default(), |c| c.cipher_suites = vec![suite]);
+        p.drive();
+        p.client.send(b"hello server").unwrap();
+        p.server.send(&[0x42; 3000]).unwrap();
+        p.deliver();
+        assert!(
+            p.server_events
+                .iter()
+                .any(|e| matches!(e, Event::ApplicationData(d) if d == b"hello server"))
+        );
+        assert!(
+            p.client_events
+                .iter()
+                .any(|e| matches!(e, Event::ApplicationData(d) if d == &[0x42; 3000]))
+        );
+        p.client.close();
+        p.deliver();
+        assert!(p.client.is_closed() && p.server.is_closed());
+        assert!(
+            p.server_events
+                .iter()
+                .any(|e| matches!(e, Event::Closed { error: None }))
+        );
+        assert!(p.client.send(b"x").is_err());
+    }
+}
+
+#[test]
+fn fragmented_flights_with_small_mtu() {
+    for suite in CipherSuite::ALL {
+        let mut p = Pair::new(5, Netem::default(), |c| {
+            c.mtu = 256;
+            c.cipher_suites = vec![suite];
+        });
+        p.drive();
+        assert_keys_agree(&p);
+    }
+}
+
+/// RFC 6347 §4.2.4 timers: 1 s, doubling. Under heavy loss the handshake still completes,
+/// and no side retransmits more often than the timers (plus one answer per repeat of the
+/// peer's flight) allow.
+#[test]
+fn completes_under_loss_reorder_and_duplication() {
+    let mut worst = Duration::ZERO;
+    for seed in 0..300u64 {
+        let netem = Netem {
+            loss: 0.3,
+            duplicate: 0.1,
+            reorder: 0.3,
+        };
+        let mtu = if seed % 3 == 0 { 300 } else { 1200 };
+        let suite = CipherSuite::ALL[(seed % 2) as usize];
+        let mut p = Pair::new(seed, netem, |c| {
+            c.mtu = mtu;
+            c.cipher_suites = vec![suite];
+            c.handshake_timeout = Duration::from_secs(600);
+        });
+        p.drive();
+        assert!(
+            p.client.is_connected() && p.server.is_connected(),
+            "seed {seed}: {:?} {:?} {:?} {:?}",
+            p.client,
+            p.server,
+            p.client_errors,
+            p.server_errors
+        );
+        assert_keys_agree(&p);
+        worst = worst.max(p.elapsed());
+        // Timer retransmissions over elapsed time T with doubling from 1 s: at most log2(T + 1) + 1.
+        let secs = p.elapsed().as_secs_f64();
+        let timer_bound = (secs + 1.0).log2().floor() as u64 + 1;
+        for conn in [&p.client, &p.server] {
+            let st = conn.stats();
+            // Answers to peer repeats are bounded by the peer's own sends; allow them on top.
+            let peer_sends = p.datagrams_sent as u64;
+            assert!(
+                st.retransmissions <= timer_bound + peer_sends,
+                "seed {seed}"
+            );
+        }
+        assert!(
+            p.client.stats().retransmissions <= timer_bound + p.server.stats().retransmissions + 4,
+            "seed {seed}: {:?} vs {:?} in {secs}s",
+            p.client.stats(),
+            p.server.stats()
+        );
+    }
+    assert!(worst < Duration::from_secs(600));
+}
+
+#[test]
+fn handshake_times_out_when_nothing_arrives() {
+    let mut p = Pair::new(
+        6,
+        Netem {
+            loss: 1.0,
+            ..Netem::default()
+        },
+        |c| c.handshake_timeout = Duration::from_secs(30),
+    );
+    p.drive();
+    assert!(p.client.is_closed());
+    assert!(matches!(
+        p.client_errors.last(),
+        Some(callsec_dtls::Error::Timeout)
+    ));
+    // 1 + 2 + 4 + 8 + 16 = 31 s > 30 s: four timer retransmissions.
+    assert_eq!(p.client.stats().retransmissions, 4);
+    assert!(p.elapsed() <= Duration::from_secs(30));
+}
+
+#[test]
+fn retransmission_timeout_is_capped() {
+    let mut p = Pair::new(
+        7,
+        Netem {
+            loss: 1.0,
+            ..Netem::default()
+        },
+        |c| {
+            c.handshake_timeout = Duration::from_secs(100);
+            c.max_retransmit_timeout = Duration::from_secs(4);
+        },
+    );
+    p.drive();
+    // 1, 2, 4, 4, 4, ... within 100 s: 1+2+4*24 = 99.
+    assert_eq!(p.client.stats().retransmissions, 26);
+}
