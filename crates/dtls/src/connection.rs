@@ -1544,8 +1544,9 @@ impl Connection {
         cookie: &[u8],
         hello_len: usize,
     ) {
+        // RFC 6347 §4.2.1: a DTLS 1.2 server SHOULD say DTLS 1.0 here.
         let body = HelloVerifyRequest {
-            server_version: DTLS12,
+            server_version: DTLS10,
             cookie: cookie.to_vec(),
         }
         .write();
