@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::{SinkExt as _, StreamExt as _};
+use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -776,6 +776,11 @@ async fn session<H: CallHandler>(
     if let Err(e) = shared.register(id, &claims, live) {
         return refuse_auth(ws, remote, CloseReason::Auth(e)).await;
     }
+    // Unregisters on every exit path, panics included.
+    let registration = Registration {
+        shared: Arc::clone(&shared),
+        id,
+    };
     info!(
         target: AUDIT_TARGET, event = "auth_success", remote = %remote,
         user = %claims.user_id, session = %claims.session_id, method
@@ -796,6 +801,7 @@ async fn session<H: CallHandler>(
         rate_violations: 0,
         protocol_errors: 0,
         claims,
+        kill: kill_rx,
         shared: Arc::clone(&shared),
     };
     let welcome = ServerEnvelope::new(
@@ -807,14 +813,15 @@ async fn session<H: CallHandler>(
         },
     );
     let reason = if send(&mut ws, &welcome).await {
-        conn.run(&mut ws, &*handler, outbound_rx, kill_rx).await
+        conn.run(&mut ws, &*handler, outbound_rx).await
     } else {
         CloseReason::PeerClosed
     };
 
     // Teardown: registry and room first (so nothing more is routed here), then the
-    // close frame, then the calls server, then the closing handshake.
-    shared.unregister(id);
+    // farewell to the peer and the notice to the calls server at the same time (a peer
+    // that does not read must not delay the calls server), then the closing handshake.
+    drop(registration);
     if let Some(room) = &conn.peer.room {
         info!(
             target: AUDIT_TARGET, event = "leave", remote = %remote, user = %conn.peer.user_id,
@@ -833,15 +840,42 @@ async fn session<H: CallHandler>(
             session = %conn.peer.session_id, reason = reason.as_str(), code = reason.code()
         );
     }
-    if reason != CloseReason::PeerClosed {
-        close(&mut ws, reason).await;
-    }
-    let _ = timeout(
+    let farewell = async {
+        if reason == CloseReason::Revoked {
+            let revoked = ServerEnvelope::new(None, ServerMessage::SessionRevoked);
+            let _ = timeout(CLOSE_TIMEOUT, ws.send(Message::text(revoked.encode()))).await;
+        }
+        if reason != CloseReason::PeerClosed {
+            close(&mut ws, reason).await;
+        }
+    };
+    let notice = timeout(
         limits.handler_timeout,
-        handler.disconnected(&conn.peer, reason),
-    )
-    .await;
+        contain(handler.disconnected(&conn.peer, reason)),
+    );
+    let _ = tokio::join!(farewell, notice);
     drain(&mut ws).await;
+}
+
+/// Removes an authenticated connection from the registry when dropped.
+struct Registration {
+    shared: Arc<Shared>,
+    id: ConnectionId,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared.unregister(self.id);
+    }
+}
+
+/// Runs a calls-server future, turning a panic into `None` so one faulty request cannot
+/// leave a connection half torn down.
+async fn contain<F: Future>(future: F) -> Option<F::Output> {
+    std::panic::AssertUnwindSafe(future)
+        .catch_unwind()
+        .await
+        .ok()
 }
 
 async fn refuse_auth(mut ws: Ws, remote: SocketAddr, reason: CloseReason) {
@@ -857,6 +891,7 @@ struct Connection {
     bucket: TokenBucket,
     rate_violations: u32,
     protocol_errors: u32,
+    kill: watch::Receiver<Option<CloseReason>>,
     shared: Arc<Shared>,
 }
 
@@ -872,7 +907,6 @@ impl Connection {
         ws: &mut Ws,
         handler: &H,
         mut outbound: mpsc::Receiver<ServerEnvelope>,
-        mut kill: watch::Receiver<Option<CloseReason>>,
     ) -> CloseReason {
         let limits = self.shared.limits.clone();
         let session_end = sleep_until(Instant::now() + limits.max_session_length);
@@ -881,13 +915,7 @@ impl Connection {
         loop {
             let step = tokio::select! {
                 biased;
-                changed = kill.changed() => {
-                    let reason = if changed.is_ok() { (*kill.borrow()).unwrap_or(CloseReason::Internal) } else { CloseReason::Shutdown };
-                    if reason == CloseReason::Revoked {
-                        let _ = timeout(CLOSE_TIMEOUT, ws.send(Message::text(ServerEnvelope::new(None, ServerMessage::SessionRevoked).encode()))).await;
-                    }
-                    Step::Close(reason)
-                }
+                reason = killed(&mut self.kill) => Step::Close(reason),
                 () = &mut session_end => Step::Close(CloseReason::SessionExpired),
                 () = &mut idle => Step::Close(CloseReason::IdleTimeout),
                 Some(env) = outbound.recv() => Step::Reply(env),
@@ -1036,20 +1064,22 @@ impl Connection {
         }
     }
 
-    /// Calls the handler with the timeout.
-    async fn ask<H: CallHandler>(&self, handler: &H, request: Request) -> Result<Reply, Step> {
-        timeout(
+    /// Calls the handler with the timeout; a revocation or shutdown meanwhile wins.
+    async fn ask<H: CallHandler>(&mut self, handler: &H, request: Request) -> Result<Reply, Step> {
+        let failed =
+            |detail: &str| Step::Reply(ServerEnvelope::error(None, ErrorCode::Internal, detail));
+        let call = timeout(
             self.shared.limits.handler_timeout,
-            handler.handle(&self.peer, request),
-        )
-        .await
-        .map_err(|_| {
-            Step::Reply(ServerEnvelope::error(
-                None,
-                ErrorCode::Internal,
-                "calls server did not answer",
-            ))
-        })
+            contain(handler.handle(&self.peer, request)),
+        );
+        tokio::select! {
+            reason = killed(&mut self.kill) => Err(Step::Close(reason)),
+            reply = call => match reply {
+                Ok(Some(reply)) => Ok(reply),
+                Ok(None) => Err(failed("calls server failed")),
+                Err(_) => Err(failed("calls server did not answer")),
+            },
+        }
     }
 
     async fn join<H: CallHandler>(&mut self, id: Option<u64>, room: String, handler: &H) -> Step {
@@ -1136,6 +1166,15 @@ impl Connection {
             user = %self.peer.user_id, session = %self.peer.session_id, room = %room
         );
         Step::Reply(ServerEnvelope::new(id, ServerMessage::Left { room }))
+    }
+}
+
+/// Resolves when the registry asks this connection to close.
+async fn killed(kill: &mut watch::Receiver<Option<CloseReason>>) -> CloseReason {
+    match kill.wait_for(Option::is_some).await {
+        Ok(reason) => (*reason).unwrap_or(CloseReason::Internal),
+        // The registry dropped the sender: the server is going away.
+        Err(_) => CloseReason::Shutdown,
     }
 }
 

@@ -893,3 +893,62 @@ async fn plaintext_only_on_loopback_and_pem_files() -> Result {
     std::fs::remove_dir_all(dir)?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_interrupts_a_slow_calls_server() -> Result {
+    let mut h = Harness::with(|_| {}).await;
+    let mut alice = h.connect(token("alice", "s1")).await;
+    alice
+        .request(ClientMessage::Join { room: "r1".into() })
+        .await?;
+    let _join = h.next_seen().await;
+    alice
+        .send(ClientMessage::Offer {
+            sdp: Sdp("SLOW".into()),
+        })
+        .await?;
+    // The handler is now busy for 3 s with this connection's offer.
+    assert!(matches!(
+        h.next_seen().await,
+        Seen::Request(_, Request::Offer(_))
+    ));
+    let start = Instant::now();
+    h.server.revoke_session("s1").await?;
+    assert_eq!(recv_close(&mut alice).await.0, 4012);
+    let (_, reason) = h.next_disconnect().await;
+    assert_eq!(reason, CloseReason::Revoked);
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_calls_server_does_not_break_the_connection() -> Result {
+    let h = Harness::with(|_| {}).await;
+    let mut alice = h.connect(token("alice", "s1")).await;
+    alice
+        .request(ClientMessage::Join { room: "r1".into() })
+        .await?;
+    let reply = alice
+        .request(ClientMessage::Offer {
+            sdp: Sdp("PANIC".into()),
+        })
+        .await?;
+    assert_eq!(error_code(&reply), ErrorCode::Internal);
+    assert_eq!(
+        alice.request(ClientMessage::Ping).await?,
+        ServerMessage::Pong
+    );
+    assert_eq!(h.server.connection_count(), 1);
+    alice.close().await?;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while h.server.connection_count() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(h.server.connection_count(), 0);
+    assert_eq!(h.server.room_size("r1"), 0);
+    Ok(())
+}

@@ -68,6 +68,12 @@ impl Recorder {
 impl CallHandler for Recorder {
     async fn handle(&self, peer: &Peer, request: Request) -> Reply {
         let reply = match &request {
+            Request::Offer(sdp) if sdp.0 == "SLOW" => {
+                let _ = self.tx.send(Seen::Request(peer.clone(), request.clone()));
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                return Reply::Accept;
+            }
+            Request::Offer(sdp) if sdp.0 == "PANIC" => panic!("calls server bug"),
             Request::Offer(sdp) => {
                 Reply::Answer(Sdp(format!("v=0 answer to {} bytes", sdp.0.len())))
             }
