@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use callsec_srtp::{MasterKey, ProtectionProfile};
 use hmac::{Hmac, Mac};
-use p256::ecdh::EphemeralSecret;
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{DerSignature, Signature, VerifyingKey};
 use rand_core::CryptoRngCore;
@@ -156,6 +155,9 @@ pub struct Connection {
     iv_secret: Zeroizing<[u8; 32]>,
     cookie_secret: Zeroizing<[u8; 32]>,
     stats: Stats,
+    /// Set once the connection is closed for good (the state is also briefly `Closed` while
+    /// a handler owns it).
+    terminated: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -208,10 +210,47 @@ impl Hs {
     }
 }
 
+/// 32 random bytes an ECDHE key is made from when it is needed: a server derives its key only
+/// once a ClientHello with a valid cookie arrives, so spoofed hellos cost no scalar
+/// multiplication (RFC 6347 §4.2.1).
+struct EcdhSeed(Zeroizing<[u8; 32]>);
+
+impl EcdhSeed {
+    fn new(rng: &mut impl CryptoRngCore) -> Self {
+        let mut b = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut b[..]);
+        Self(b)
+    }
+
+    /// The P-256 secret: the bytes as a scalar, re-hashed in the negligible case that they
+    /// are zero or not below the group order.
+    fn key(&self) -> p256::SecretKey {
+        let mut b = self.0.clone();
+        loop {
+            if let Ok(k) = p256::SecretKey::from_bytes((&*b).into()) {
+                return k;
+            }
+            *b = Sha256::digest(&b[..]).into();
+        }
+    }
+}
+
+/// Our ECDHE share as an uncompressed point (RFC 8422 §5.4.1).
+fn ecdh_public(key: &p256::SecretKey) -> Vec<u8> {
+    use p256::elliptic_curve::sec1::ToEncodedPoint;
+    key.public_key().to_encoded_point(false).as_bytes().to_vec()
+}
+
+/// The premaster secret: the x-coordinate of the shared point (RFC 8422 §5.10).
+fn ecdh_shared(key: &p256::SecretKey, peer: &p256::PublicKey) -> Zeroizing<Vec<u8>> {
+    let shared = p256::ecdh::diffie_hellman(key.to_nonzero_scalar(), peer.as_affine());
+    Zeroizing::new(shared.raw_secret_bytes().to_vec())
+}
+
 /// Client, before the ServerHello.
 struct ClientStart {
     hs: Hs,
-    ecdh: EphemeralSecret,
+    ecdh: p256::SecretKey,
     hello: ClientHello,
     hello_seq: u16,
     hello_verifies: u8,
@@ -220,13 +259,13 @@ struct ClientStart {
 /// Server, before a ClientHello with a valid cookie.
 struct ServerStart {
     server_random: [u8; 32],
-    ecdh: EphemeralSecret,
+    ecdh: EcdhSeed,
 }
 
 /// Between the hellos and the key exchange.
 struct Negotiated {
     hs: Hs,
-    ecdh: EphemeralSecret,
+    ecdh: p256::SecretKey,
     suite: CipherSuite,
     profile: ProtectionProfile,
     ems: bool,
@@ -321,7 +360,7 @@ impl Connection {
         let mut conn = Self::new(Role::Client, config, expected, Vec::new(), rng)?;
         let mut client_random = [0u8; 32];
         rng.fill_bytes(&mut client_random);
-        let ecdh = EphemeralSecret::random(rng);
+        let ecdh = EcdhSeed::new(rng).key();
         let cfg = &conn.config;
         let hello = ClientHello {
             client_version: DTLS12,
@@ -379,7 +418,7 @@ impl Connection {
         let mut conn = Self::new(Role::Server, config, expected, client_addr.to_vec(), rng)?;
         let mut server_random = [0u8; 32];
         rng.fill_bytes(&mut server_random);
-        let ecdh = EphemeralSecret::random(rng);
+        let ecdh = EcdhSeed::new(rng);
         conn.state = State::ServerExpectClientHello(Box::new(ServerStart {
             server_random,
             ecdh,
@@ -424,6 +463,7 @@ impl Connection {
             iv_secret,
             cookie_secret,
             stats: Stats::default(),
+            terminated: false,
         })
     }
 
@@ -439,7 +479,7 @@ impl Connection {
 
     /// Whether the connection is closed (orderly, by a fatal alert or by timeout).
     pub fn is_closed(&self) -> bool {
-        matches!(self.state, State::Closed)
+        self.terminated
     }
 
     /// Counters.
@@ -1011,7 +1051,7 @@ impl Connection {
             let body = write_certificate(&[self.config.certificate.der()]);
             self.push_msg(&mut flight, &mut n.hs, HandshakeType::CERTIFICATE, 0, body);
         }
-        let public = n.ecdh.public_key().to_sec1_bytes();
+        let public = ecdh_public(&n.ecdh);
         self.push_msg(
             &mut flight,
             &mut n.hs,
@@ -1019,8 +1059,8 @@ impl Connection {
             0,
             write_client_key_exchange(&public),
         );
-        let pms = n.ecdh.diffie_hellman(&share);
-        let master = derive_master(pms.raw_secret_bytes(), &n.hs, n.ems);
+        let pms = ecdh_shared(&n.ecdh, &share);
+        let master = derive_master(&pms, &n.hs, n.ems);
         if n.cert_requested {
             let sig: DerSignature = self.config.certificate.signing_key().sign(&n.hs.transcript);
             let body = write_digitally_signed(ECDSA_SECP256R1_SHA256, sig.as_bytes());
@@ -1148,6 +1188,8 @@ impl Connection {
             server_random,
             ecdh,
         } = *s;
+        // The cookie is valid: only now is the ECDHE key made.
+        let ecdh = ecdh.key();
         let mut hs = Hs {
             client_random: ch.random,
             server_random,
@@ -1188,7 +1230,7 @@ impl Connection {
         let cert = write_certificate(&[self.config.certificate.der()]);
         self.push_msg(&mut flight, &mut hs, HandshakeType::CERTIFICATE, 0, cert);
         // RFC 8422 §5.4: sign client_random + server_random + ServerECDHParams.
-        let public = ecdh.public_key().to_sec1_bytes();
+        let public = ecdh_public(&ecdh);
         let params = ServerKeyExchange::params(SECP256R1, &public);
         let mut signed = Vec::with_capacity(64 + params.len());
         signed.extend_from_slice(&hs.client_random);
@@ -1256,8 +1298,8 @@ impl Connection {
                 "ClientKeyExchange before Certificate",
             ));
         };
-        let pms = n.ecdh.diffie_hellman(&share);
-        let master = derive_master(pms.raw_secret_bytes(), &n.hs, n.ems);
+        let pms = ecdh_shared(&n.ecdh, &share);
+        let master = derive_master(&pms, &n.hs, n.ems);
         self.install_keys(n.suite, &master, &n.hs)?;
         Ok(State::ServerExpectCertificateVerify(Box::new(Keyed {
             hs: n.hs,
@@ -1320,7 +1362,7 @@ impl Connection {
                 extended_master_secret: est.ems,
             }))),
             Err(e) => {
-                self.events.push_back(Event::Closed { error: Some(e) });
+                self.shut(Some(e));
                 return State::Closed;
             }
         }
@@ -1596,6 +1638,7 @@ impl Connection {
     }
 
     fn shut(&mut self, error: Option<Error>) {
+        self.terminated = true;
         self.state = State::Closed;
         self.retransmit_at = None;
         self.handshake_deadline = None;

@@ -30,6 +30,8 @@ mod config;
 mod connection;
 mod error;
 mod fragment;
+#[doc(hidden)]
+pub mod fuzzing;
 mod handshake;
 mod prf;
 mod record;

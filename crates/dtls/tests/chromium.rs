@@ -10,7 +10,10 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/../../tests/fixtures/chromium-156/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../tests/fixtures/chromium-156/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -21,7 +24,16 @@ fn records(d: &[u8]) -> Vec<(u8, u16, u64, Vec<u8>)> {
     while i + 13 <= d.len() {
         assert!(d[i + 1] == 0xfe && (d[i + 2] == 0xfd || d[i + 2] == 0xff));
         let epoch = u16::from_be_bytes([d[i + 3], d[i + 4]]);
-        let seq = u64::from_be_bytes([0, 0, d[i + 5], d[i + 6], d[i + 7], d[i + 8], d[i + 9], d[i + 10]]);
+        let seq = u64::from_be_bytes([
+            0,
+            0,
+            d[i + 5],
+            d[i + 6],
+            d[i + 7],
+            d[i + 8],
+            d[i + 9],
+            d[i + 10],
+        ]);
         let len = usize::from(u16::from_be_bytes([d[i + 11], d[i + 12]]));
         out.push((d[i], epoch, seq, d[i + 13..i + 13 + len].to_vec()));
         i += 13 + len;
@@ -90,12 +102,18 @@ fn server(cookie: bool) -> Connection {
 
 fn check_flight4(out: &[Vec<u8>], expect_seq: u16) {
     assert!(out.iter().all(|d| d.len() <= 1200));
-    assert!(out.iter().all(|d| d[1..3] == [0xfe, 0xfd]), "record version DTLS 1.2");
+    assert!(
+        out.iter().all(|d| d[1..3] == [0xfe, 0xfd]),
+        "record version DTLS 1.2"
+    );
     let msgs = messages(out);
     let types: Vec<u8> = msgs.iter().map(|m| m.0).collect();
     // ServerHello, Certificate, ServerKeyExchange, CertificateRequest, ServerHelloDone.
     assert_eq!(types, [2, 11, 12, 13, 14]);
-    assert_eq!(msgs[0].1, expect_seq, "ServerHello mirrors the ClientHello's message_seq");
+    assert_eq!(
+        msgs[0].1, expect_seq,
+        "ServerHello mirrors the ClientHello's message_seq"
+    );
     let (version, suite, exts) = server_hello_extensions(&msgs[0].2);
     assert_eq!(version, 0xfefd);
     assert_eq!(suite, 0xc02b);
@@ -126,7 +144,10 @@ fn chromium_client_hello_gets_a_dtls12_p256_answer() {
     let now = Instant::now();
     let mut s = server(false);
     s.handle_datagram(now, &d1).unwrap();
-    assert!(s.poll_transmit().is_none(), "nothing before the ClientHello is whole");
+    assert!(
+        s.poll_transmit().is_none(),
+        "nothing before the ClientHello is whole"
+    );
     s.handle_datagram(now, &d2).unwrap();
     let out: Vec<Vec<u8>> = std::iter::from_fn(|| s.poll_transmit()).collect();
     check_flight4(&out, 0);
@@ -138,8 +159,10 @@ fn chromium_client_hello_gets_a_dtls12_p256_answer() {
 fn chromium_client_hello_in_reverse_order() {
     let now = Instant::now();
     let mut s = server(false);
-    s.handle_datagram(now, &fixture("client-hello-datagram-2.bin")).unwrap();
-    s.handle_datagram(now, &fixture("client-hello-datagram-1.bin")).unwrap();
+    s.handle_datagram(now, &fixture("client-hello-datagram-2.bin"))
+        .unwrap();
+    s.handle_datagram(now, &fixture("client-hello-datagram-1.bin"))
+        .unwrap();
     let out: Vec<Vec<u8>> = std::iter::from_fn(|| s.poll_transmit()).collect();
     check_flight4(&out, 0);
 }

@@ -1,0 +1,851 @@
+//! Hostile and broken input: each case expects an error or alert, no panic, no unbounded
+//! buffering, and a crate that keeps working (the connection either carries on or is cleanly
+//! closed, and fresh connections still complete).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use callsec_dtls::{
+    AlertDescription, AlertLevel, Certificate, Config, Connection, Error, Event,
+    ExtendedMasterSecret, Fingerprint,
+};
+use common::{Netem, Pair};
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+// ------------------------------------------------------------------ wire helpers ----------
+
+fn record(ct: u8, epoch: u16, seq: u64, body: &[u8]) -> Vec<u8> {
+    let mut d = vec![ct, 0xfe, 0xfd];
+    d.extend_from_slice(&epoch.to_be_bytes());
+    d.extend_from_slice(&seq.to_be_bytes()[2..]);
+    d.extend_from_slice(&(body.len() as u16).to_be_bytes());
+    d.extend_from_slice(body);
+    d
+}
+
+fn fragment(ty: u8, len: u32, seq: u16, off: u32, body: &[u8]) -> Vec<u8> {
+    let mut h = vec![ty];
+    h.extend_from_slice(&len.to_be_bytes()[1..]);
+    h.extend_from_slice(&seq.to_be_bytes());
+    h.extend_from_slice(&off.to_be_bytes()[1..]);
+    h.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    h.extend_from_slice(body);
+    h
+}
+
+fn message(ty: u8, seq: u16, body: &[u8]) -> Vec<u8> {
+    fragment(ty, body.len() as u32, seq, 0, body)
+}
+
+/// Records of a datagram: (type, epoch, seq, fragment).
+fn records(d: &[u8]) -> Vec<(u8, u16, u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 13 <= d.len() {
+        let epoch = u16::from_be_bytes([d[i + 3], d[i + 4]]);
+        let seq = u64::from_be_bytes([
+            0,
+            0,
+            d[i + 5],
+            d[i + 6],
+            d[i + 7],
+            d[i + 8],
+            d[i + 9],
+            d[i + 10],
+        ]);
+        let len = usize::from(u16::from_be_bytes([d[i + 11], d[i + 12]]));
+        out.push((d[i], epoch, seq, d[i + 13..i + 13 + len].to_vec()));
+        i += 13 + len;
+    }
+    out
+}
+
+/// Plaintext alerts in datagrams: (level, description).
+fn plaintext_alerts(ds: &[Vec<u8>]) -> Vec<(u8, u8)> {
+    ds.iter()
+        .flat_map(|d| records(d))
+        .filter(|r| r.0 == 21 && r.1 == 0)
+        .map(|r| (r.3[0], r.3[1]))
+        .collect()
+}
+
+fn drain(c: &mut Connection) -> Vec<Vec<u8>> {
+    std::iter::from_fn(|| c.poll_transmit()).collect()
+}
+
+fn events(c: &mut Connection) -> Vec<Event> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+/// A ClientHello body with the given fields.
+fn client_hello(
+    version: u16,
+    suites: &[u16],
+    compression: &[u8],
+    exts: &[(u16, Vec<u8>)],
+) -> Vec<u8> {
+    let mut b = version.to_be_bytes().to_vec();
+    b.extend_from_slice(&[7; 32]);
+    b.push(0); // session_id
+    b.push(0); // cookie
+    b.extend_from_slice(&((suites.len() * 2) as u16).to_be_bytes());
+    for s in suites {
+        b.extend_from_slice(&s.to_be_bytes());
+    }
+    b.push(compression.len() as u8);
+    b.extend_from_slice(compression);
+    let mut e = Vec::new();
+    for (t, d) in exts {
+        e.extend_from_slice(&t.to_be_bytes());
+        e.extend_from_slice(&(d.len() as u16).to_be_bytes());
+        e.extend_from_slice(d);
+    }
+    b.extend_from_slice(&(e.len() as u16).to_be_bytes());
+    b.extend_from_slice(&e);
+    b
+}
+
+/// The extensions a WebRTC client sends.
+fn good_exts() -> Vec<(u16, Vec<u8>)> {
+    vec![
+        (10, vec![0, 2, 0, 23]),
+        (11, vec![1, 0]),
+        (13, vec![0, 2, 4, 3]),
+        (14, vec![0, 2, 0, 7, 0]),
+        (23, vec![]),
+        (0xff01, vec![0]),
+    ]
+}
+
+fn server_with(tweak: impl Fn(&mut Config)) -> Connection {
+    let mut rng = ChaCha20Rng::seed_from_u64(11);
+    let mut config = Config::new(Certificate::generate(&mut rng));
+    config.cookie_exchange = false;
+    tweak(&mut config);
+    Connection::server(
+        Arc::new(config),
+        &[Fingerprint::from_bytes([1; 32])],
+        b"peer",
+        &mut rng,
+    )
+    .unwrap()
+}
+
+/// Feeds a ClientHello body to a fresh server; returns the result and what it sent.
+fn offer(
+    body: &[u8],
+    tweak: impl Fn(&mut Config),
+) -> (Result<(), Error>, Vec<Vec<u8>>, Connection) {
+    let mut s = server_with(tweak);
+    let r = s.handle_datagram(Instant::now(), &record(22, 0, 0, &message(1, 0, body)));
+    let out = drain(&mut s);
+    (r, out, s)
+}
+
+/// After a fatal error the connection stays closed and harmless, and a fresh pair still
+/// completes.
+fn still_works(mut dead: Connection) {
+    assert!(dead.is_closed());
+    assert_eq!(
+        dead.handle_datagram(Instant::now(), &[22, 0xfe, 0xfd]),
+        Err(Error::Closed)
+    );
+    assert!(dead.handle_timeout(Instant::now()).is_ok());
+    assert!(dead.send(b"x").is_err());
+    assert!(dead.poll_timeout().is_none());
+    let mut p = Pair::new(1234, Netem::default(), |_| {});
+    p.drive();
+    assert!(p.client.is_connected() && p.server.is_connected());
+}
+
+fn expect_refusal(body: &[u8], tweak: impl Fn(&mut Config), alert: AlertDescription) {
+    let (r, out, s) = offer(body, tweak);
+    let err = r.expect_err("refused");
+    assert_eq!(err.alert(), Some(alert), "{err:?}");
+    assert_eq!(plaintext_alerts(&out), vec![(2, alert.0)], "{err:?}");
+    still_works(s);
+}
+
+// ------------------------------------------------------------------ negotiation -----------
+
+#[test]
+fn a_good_client_hello_is_accepted() {
+    let (r, out, s) = offer(&client_hello(0xfefd, &[0xc02b], &[0], &good_exts()), |_| {});
+    r.unwrap();
+    assert!(!out.is_empty());
+    assert!(!s.is_closed());
+}
+
+#[test]
+fn refusals_carry_the_right_alert() {
+    let gcm = [0xc02b];
+    // DTLS 1.0 only: protocol_version.
+    expect_refusal(
+        &client_hello(0xfeff, &gcm, &[0], &good_exts()),
+        |_| {},
+        AlertDescription::PROTOCOL_VERSION,
+    );
+    // Only static-RSA suites: insufficient_security.
+    expect_refusal(
+        &client_hello(0xfefd, &[0x002f, 0x0035], &[0], &good_exts()),
+        |_| {},
+        AlertDescription::INSUFFICIENT_SECURITY,
+    );
+    // Only suites callsec does not implement (ECDHE_RSA, ChaCha): handshake_failure.
+    expect_refusal(
+        &client_hello(0xfefd, &[0xc02f, 0xcca9], &[0], &good_exts()),
+        |_| {},
+        AlertDescription::HANDSHAKE_FAILURE,
+    );
+    // No null compression: illegal_parameter.
+    expect_refusal(
+        &client_hello(0xfefd, &gcm, &[1], &good_exts()),
+        |_| {},
+        AlertDescription::ILLEGAL_PARAMETER,
+    );
+    // No P-256 among the groups.
+    let mut ex = good_exts();
+    ex[0] = (10, vec![0, 2, 0, 29]);
+    expect_refusal(
+        &client_hello(0xfefd, &gcm, &[0], &ex),
+        |_| {},
+        AlertDescription::HANDSHAKE_FAILURE,
+    );
+    // No ecdsa_secp256r1_sha256.
+    let mut ex = good_exts();
+    ex[2] = (13, vec![0, 2, 8, 4]);
+    expect_refusal(
+        &client_hello(0xfefd, &gcm, &[0], &ex),
+        |_| {},
+        AlertDescription::HANDSHAKE_FAILURE,
+    );
+    // Compressed points only.
+    let mut ex = good_exts();
+    ex[1] = (11, vec![1, 1]);
+    expect_refusal(
+        &client_hello(0xfefd, &gcm, &[0], &ex),
+        |_| {},
+        AlertDescription::ILLEGAL_PARAMETER,
+    );
+    // No use_srtp, or no common profile.
+    let ex: Vec<_> = good_exts().into_iter().filter(|e| e.0 != 14).collect();
+    expect_refusal(
+        &client_hello(0xfefd, &gcm, &[0], &ex),
+        |_| {},
+        AlertDescription::HANDSHAKE_FAILURE,
+    );
+    let mut ex = good_exts();
+    ex[3] = (14, vec![0, 2, 0, 8, 0]);
+    expect_refusal(
+        &client_hello(0xfefd, &gcm, &[0], &ex),
+        |_| {},
+        AlertDescription::HANDSHAKE_FAILURE,
+    );
+    // No extended_master_secret while it is required ...
+    let ex: Vec<_> = good_exts().into_iter().filter(|e| e.0 != 23).collect();
+    expect_refusal(
+        &client_hello(0xfefd, &gcm, &[0], &ex),
+        |_| {},
+        AlertDescription::HANDSHAKE_FAILURE,
+    );
+    // ... but accepted when only preferred.
+    let (r, _, _) = offer(&client_hello(0xfefd, &gcm, &[0], &ex), |c| {
+        c.extended_master_secret = ExtendedMasterSecret::Preferred
+    });
+    r.unwrap();
+    // Non-empty renegotiation_info (a renegotiation pretending to be initial).
+    let mut ex = good_exts();
+    ex[5] = (0xff01, vec![12, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    expect_refusal(
+        &client_hello(0xfefd, &gcm, &[0], &ex),
+        |_| {},
+        AlertDescription::HANDSHAKE_FAILURE,
+    );
+    // Duplicate extension.
+    let mut ex = good_exts();
+    ex.push((23, vec![]));
+    expect_refusal(
+        &client_hello(0xfefd, &gcm, &[0], &ex),
+        |_| {},
+        AlertDescription::ILLEGAL_PARAMETER,
+    );
+}
+
+#[test]
+fn truncated_and_malformed_client_hellos_are_decode_errors() {
+    let body = client_hello(0xfefd, &[0xc02b], &[0], &good_exts());
+    // Every truncation that cannot be a hello without extensions.
+    let no_ext_at = 2 + 32 + 1 + 1 + 2 + 2 + 2;
+    for n in (0..body.len()).step_by(3).filter(|n| *n != no_ext_at) {
+        let (r, out, s) = offer(&body[..n], |_| {});
+        assert!(matches!(r, Err(Error::Decode(_))), "len {n}: {r:?}");
+        assert_eq!(plaintext_alerts(&out), vec![(2, 50)]);
+        assert!(s.is_closed());
+    }
+    // Trailing garbage.
+    let mut long = body.clone();
+    long.push(0);
+    assert!(matches!(offer(&long, |_| {}).0, Err(Error::Decode(_))));
+    // An odd cipher suite list length.
+    let mut odd = body.clone();
+    odd[37] = 3;
+    assert!(offer(&odd, |_| {}).0.is_err());
+}
+
+// ------------------------------------------------------------------ fragments -------------
+
+#[test]
+fn fragment_beyond_message_length() {
+    let mut s = server_with(|_| {});
+    let d = record(22, 0, 0, &fragment(1, 10, 0, 8, b"abc"));
+    assert!(matches!(
+        s.handle_datagram(Instant::now(), &d),
+        Err(Error::Decode(_))
+    ));
+    assert_eq!(plaintext_alerts(&drain(&mut s)), vec![(2, 50)]);
+    still_works(s);
+}
+
+#[test]
+fn message_length_changing_between_fragments() {
+    let body = client_hello(0xfefd, &[0xc02b], &[0], &good_exts());
+    let mut s = server_with(|_| {});
+    let len = body.len() as u32;
+    s.handle_datagram(
+        Instant::now(),
+        &record(22, 0, 0, &fragment(1, len, 0, 0, &body[..20])),
+    )
+    .unwrap();
+    let r = s.handle_datagram(
+        Instant::now(),
+        &record(22, 0, 1, &fragment(1, len + 1, 0, 20, &body[20..])),
+    );
+    assert!(matches!(r, Err(Error::IllegalParameter(_))), "{r:?}");
+    assert_eq!(plaintext_alerts(&drain(&mut s)), vec![(2, 47)]);
+    still_works(s);
+}
+
+#[test]
+fn zero_length_and_endless_fragments_hit_the_fragment_limit() {
+    let mut s = server_with(|_| {});
+    let mut failed = None;
+    for i in 0..10_000u64 {
+        let d = record(22, 0, i, &fragment(1, 100, 0, 0, b""));
+        if let Err(e) = s.handle_datagram(Instant::now(), &d) {
+            failed = Some((i, e));
+            break;
+        }
+    }
+    let (i, e) = failed.expect("endless fragments must fail");
+    assert!(i < 200, "failed only after {i}");
+    assert!(matches!(e, Error::LimitExceeded(_)));
+    still_works(s);
+}
+
+#[test]
+fn enormous_message_length_is_refused_without_allocating_it() {
+    let mut s = server_with(|_| {});
+    let d = record(22, 0, 0, &fragment(1, 0xff_ffff, 0, 0, b"x"));
+    assert!(matches!(
+        s.handle_datagram(Instant::now(), &d),
+        Err(Error::LimitExceeded(_))
+    ));
+    still_works(s);
+}
+
+#[test]
+fn far_future_messages_are_dropped_not_buffered() {
+    let mut s = server_with(|_| {});
+    // After a ClientHello resync, messages far ahead are dropped.
+    let body = client_hello(0xfefd, &[0xc02b], &[0], &good_exts());
+    s.handle_datagram(Instant::now(), &record(22, 0, 0, &message(1, 0, &body)))
+        .unwrap();
+    let before = s.stats().dropped_records;
+    for seq in 100..200u16 {
+        s.handle_datagram(
+            Instant::now(),
+            &record(22, 0, u64::from(seq), &message(11, seq, &[0; 1000])),
+        )
+        .unwrap();
+    }
+    assert_eq!(s.stats().dropped_records, before + 100);
+    assert!(!s.is_closed());
+}
+
+#[test]
+fn garbage_datagrams_never_panic() {
+    let mut s = server_with(|_| {});
+    let mut rng = ChaCha20Rng::seed_from_u64(3);
+    use rand_core::RngCore;
+    for i in 0..2000 {
+        let mut d = vec![0u8; (rng.next_u32() % 300) as usize];
+        rng.fill_bytes(&mut d);
+        if i % 2 == 0 && d.len() > 13 {
+            d[0] = 22;
+            d[1] = 0xfe;
+            d[2] = 0xfd;
+        }
+        let _ = s.handle_datagram(Instant::now(), &d);
+        let _ = drain(&mut s);
+        if s.is_closed() {
+            s = server_with(|_| {});
+        }
+    }
+}
+
+// ------------------------------------------------------------------ flight surgery --------
+
+/// Runs a pair (no cookie) until the server's flight 4 is produced; returns the pair and the
+/// flight's records (type, epoch, seq, fragment).
+fn pair_at_flight4(seed: u64) -> (Pair, Vec<(u8, u16, u64, Vec<u8>)>) {
+    let mut p = Pair::new(seed, Netem::default(), |c| c.cookie_exchange = false);
+    let ch = drain(&mut p.client);
+    for d in &ch {
+        p.server.handle_datagram(p.now, d).unwrap();
+    }
+    let flight4: Vec<_> = drain(&mut p.server)
+        .iter()
+        .flat_map(|d| records(d))
+        .collect();
+    (p, flight4)
+}
+
+fn hs_type(rec: &(u8, u16, u64, Vec<u8>)) -> u8 {
+    rec.3[0]
+}
+
+fn reassemble(recs: &[(u8, u16, u64, Vec<u8>)]) -> Vec<u8> {
+    recs.iter()
+        .flat_map(|r| record(r.0, r.1, r.2, &r.3))
+        .collect()
+}
+
+#[test]
+fn truncated_server_messages_are_decode_errors() {
+    // ServerHello, Certificate, ServerKeyExchange, CertificateRequest: one byte short.
+    for ty in [2u8, 11, 12, 13] {
+        let (mut p, mut f4) = pair_at_flight4(20);
+        for r in f4.iter_mut().filter(|r| hs_type(r) == ty) {
+            let len = r.3.len() - 12 - 1;
+            let body = r.3[12..12 + len].to_vec();
+            let seq = u16::from_be_bytes([r.3[4], r.3[5]]);
+            r.3 = message(ty, seq, &body);
+        }
+        let res = p.client.handle_datagram(p.now, &reassemble(&f4));
+        assert!(matches!(res, Err(Error::Decode(_))), "type {ty}: {res:?}");
+        assert_eq!(
+            plaintext_alerts(&drain(&mut p.client)),
+            vec![(2, 50)],
+            "type {ty}"
+        );
+        still_works(p.client);
+    }
+    // A ServerHelloDone with a body.
+    let (mut p, mut f4) = pair_at_flight4(21);
+    let done = f4.iter_mut().find(|r| hs_type(r) == 14).unwrap();
+    let seq = u16::from_be_bytes([done.3[4], done.3[5]]);
+    done.3 = message(14, seq, &[0]);
+    assert!(matches!(
+        p.client.handle_datagram(p.now, &reassemble(&f4)),
+        Err(Error::Decode(_))
+    ));
+}
+
+#[test]
+fn missing_server_key_exchange_is_unexpected() {
+    let (mut p, f4) = pair_at_flight4(22);
+    // The next messages take its message_seq: a CertificateRequest where the
+    // ServerKeyExchange must be.
+    let without: Vec<_> = f4
+        .into_iter()
+        .filter(|r| hs_type(r) != 12)
+        .map(|mut r| {
+            if hs_type(&r) > 12 {
+                let seq = u16::from_be_bytes([r.3[4], r.3[5]]) - 1;
+                r.3[4..6].copy_from_slice(&seq.to_be_bytes());
+            }
+            r
+        })
+        .collect();
+    let res = p.client.handle_datagram(p.now, &reassemble(&without));
+    assert!(matches!(res, Err(Error::UnexpectedMessage(_))), "{res:?}");
+    assert_eq!(plaintext_alerts(&drain(&mut p.client)), vec![(2, 10)]);
+    still_works(p.client);
+}
+
+#[test]
+fn tampered_server_key_exchange_signature_is_decrypt_error() {
+    let (mut p, mut f4) = pair_at_flight4(23);
+    let ske = f4.iter_mut().find(|r| hs_type(r) == 12).unwrap();
+    // Flip a bit of the server's ECDHE point (signed, so the signature no longer verifies).
+    ske.3[12 + 10] ^= 1;
+    let res = p.client.handle_datagram(p.now, &reassemble(&f4));
+    assert!(
+        matches!(
+            res,
+            Err(Error::DecryptError(_)) | Err(Error::IllegalParameter(_))
+        ),
+        "{res:?}"
+    );
+    still_works(p.client);
+}
+
+#[test]
+fn change_cipher_spec_before_key_exchange() {
+    let (mut p, f4) = pair_at_flight4(24);
+    // The client has not sent its key exchange: a CCS from the server now is a violation.
+    let mut d = record(20, 0, 50, &[1]);
+    d.extend_from_slice(&reassemble(&f4));
+    let res = p.client.handle_datagram(p.now, &d);
+    assert!(matches!(res, Err(Error::UnexpectedMessage(_))), "{res:?}");
+    assert_eq!(plaintext_alerts(&drain(&mut p.client)), vec![(2, 10)]);
+    still_works(p.client);
+}
+
+#[test]
+fn plaintext_finished_is_refused() {
+    let (mut p, f4) = pair_at_flight4(25);
+    // Flight 4 then a Finished in epoch 0 (it must come encrypted).
+    let mut d = reassemble(&f4);
+    d.extend_from_slice(&record(22, 0, 60, &message(20, 5, &[0; 12])));
+    let res = p.client.handle_datagram(p.now, &d);
+    assert!(matches!(res, Err(Error::UnexpectedMessage(_))), "{res:?}");
+}
+
+#[test]
+fn missing_certificate_verify_is_unexpected() {
+    let (mut p, f4) = pair_at_flight4(26);
+    p.client.handle_datagram(p.now, &reassemble(&f4)).unwrap();
+    let f5: Vec<_> = drain(&mut p.client)
+        .iter()
+        .flat_map(|d| records(d))
+        .collect();
+    // In place of the CertificateVerify (same message_seq), another ClientKeyExchange: the
+    // client skipped it. (A merely absent message stalls the in-order queue until the
+    // handshake times out, as a lost one would.)
+    let cke = f5
+        .iter()
+        .find(|r| r.0 == 22 && r.1 == 0 && hs_type(r) == 16)
+        .unwrap()
+        .3[12..]
+        .to_vec();
+    let without: Vec<_> = f5
+        .into_iter()
+        .map(|mut r| {
+            if r.0 == 22 && r.1 == 0 && hs_type(&r) == 15 {
+                let seq = u16::from_be_bytes([r.3[4], r.3[5]]);
+                r.3 = message(16, seq, &cke);
+            }
+            r
+        })
+        .collect();
+    let res = p.server.handle_datagram(p.now, &reassemble(&without));
+    assert!(matches!(res, Err(Error::UnexpectedMessage(_))), "{res:?}");
+    assert_eq!(plaintext_alerts(&drain(&mut p.server)), vec![(2, 10)]);
+    still_works(p.server);
+}
+
+#[test]
+fn missing_client_certificate_is_handshake_failure() {
+    let (mut p, f4) = pair_at_flight4(27);
+    p.client.handle_datagram(p.now, &reassemble(&f4)).unwrap();
+    let mut f5: Vec<_> = drain(&mut p.client)
+        .iter()
+        .flat_map(|d| records(d))
+        .collect();
+    let cert = f5
+        .iter_mut()
+        .find(|r| r.0 == 22 && hs_type(r) == 11)
+        .unwrap();
+    let seq = u16::from_be_bytes([cert.3[4], cert.3[5]]);
+    cert.3 = message(11, seq, &[0, 0, 0]);
+    let res = p.server.handle_datagram(p.now, &reassemble(&f5));
+    assert!(matches!(res, Err(Error::PeerIncompatible(_))), "{res:?}");
+    assert_eq!(plaintext_alerts(&drain(&mut p.server)), vec![(2, 40)]);
+}
+
+// ------------------------------------------------------------------ after the handshake ---
+
+fn connected_pair(seed: u64) -> Pair {
+    let mut p = Pair::new(seed, Netem::default(), |_| {});
+    p.drive();
+    assert!(p.client.is_connected() && p.server.is_connected());
+    p
+}
+
+fn app_data_events(evs: &[Event]) -> Vec<Vec<u8>> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Event::ApplicationData(d) => Some(d.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn replayed_record_is_dropped() {
+    let mut p = connected_pair(30);
+    let _ = events(&mut p.server);
+    p.client.send(b"once").unwrap();
+    let d = p.client.poll_transmit().unwrap();
+    p.server.handle_datagram(p.now, &d).unwrap();
+    p.server.handle_datagram(p.now, &d).unwrap();
+    assert_eq!(
+        app_data_events(&events(&mut p.server)),
+        vec![b"once".to_vec()]
+    );
+    assert_eq!(p.server.stats().replayed_records, 1);
+    // Still working.
+    p.client.send(b"twice").unwrap();
+    let d = p.client.poll_transmit().unwrap();
+    p.server.handle_datagram(p.now, &d).unwrap();
+    assert_eq!(
+        app_data_events(&events(&mut p.server)),
+        vec![b"twice".to_vec()]
+    );
+}
+
+#[test]
+fn tampered_record_is_dropped() {
+    let mut p = connected_pair(31);
+    let _ = events(&mut p.server);
+    p.client.send(b"data").unwrap();
+    let mut d = p.client.poll_transmit().unwrap();
+    let last = d.len() - 1;
+    d[last] ^= 0x80;
+    p.server.handle_datagram(p.now, &d).unwrap();
+    assert!(app_data_events(&events(&mut p.server)).is_empty());
+    assert_eq!(p.server.stats().dropped_records, 1);
+    // The window did not move: the genuine record with that number still gets in.
+    d[last] ^= 0x80;
+    p.server.handle_datagram(p.now, &d).unwrap();
+    assert_eq!(
+        app_data_events(&events(&mut p.server)),
+        vec![b"data".to_vec()]
+    );
+}
+
+#[test]
+fn plaintext_application_data_after_handshake_is_dropped() {
+    let mut p = connected_pair(32);
+    let _ = events(&mut p.server);
+    p.server
+        .handle_datagram(p.now, &record(23, 0, 1000, b"plaintext!"))
+        .unwrap();
+    assert!(app_data_events(&events(&mut p.server)).is_empty());
+    assert_eq!(p.server.stats().dropped_records, 1);
+    // A plaintext fatal alert cannot kill the association either.
+    p.server
+        .handle_datagram(p.now, &record(21, 0, 1001, &[2, 40]))
+        .unwrap();
+    assert!(p.server.is_connected());
+}
+
+#[test]
+fn future_and_past_epochs_are_dropped() {
+    let mut p = connected_pair(33);
+    let _ = events(&mut p.server);
+    for epoch in [2u16, 3, 0xffff] {
+        p.server
+            .handle_datagram(p.now, &record(23, epoch, 1, &[0; 40]))
+            .unwrap();
+    }
+    assert_eq!(p.server.stats().dropped_records, 3);
+    // A record from epoch 1 rewritten as epoch 0 or 2 does not authenticate or is dropped.
+    p.client.send(b"x").unwrap();
+    let d = p.client.poll_transmit().unwrap();
+    for epoch in [0u16, 2] {
+        let mut e = d.clone();
+        e[3..5].copy_from_slice(&epoch.to_be_bytes());
+        p.server.handle_datagram(p.now, &e).unwrap();
+    }
+    assert!(app_data_events(&events(&mut p.server)).is_empty());
+    assert!(p.server.is_connected());
+    p.server.handle_datagram(p.now, &d).unwrap();
+    assert_eq!(app_data_events(&events(&mut p.server)), vec![b"x".to_vec()]);
+}
+
+#[test]
+fn renegotiation_is_refused_with_a_warning() {
+    let mut p = connected_pair(34);
+    let _ = events(&mut p.client);
+    // A new ClientHello after the handshake.
+    let ch = client_hello(0xfefd, &[0xc02b], &[0], &good_exts());
+    p.server
+        .handle_datagram(p.now, &record(22, 0, 500, &message(1, 9, &ch)))
+        .unwrap();
+    p.deliver();
+    assert!(p.client_events.iter().any(|e| matches!(
+        e,
+        Event::Alert { level: AlertLevel::Warning, description } if *description == AlertDescription::NO_RENEGOTIATION
+    )));
+    assert!(p.server.is_connected() && p.client.is_connected());
+    // And a HelloRequest to the client.
+    p.client
+        .handle_datagram(p.now, &record(22, 0, 600, &message(0, 9, &[])))
+        .unwrap();
+    p.deliver();
+    assert!(p.server_events.iter().any(|e| matches!(
+        e,
+        Event::Alert { description, .. } if *description == AlertDescription::NO_RENEGOTIATION
+    )));
+    p.client.send(b"still here").unwrap();
+    p.deliver();
+    assert!(app_data_events(&p.server_events).contains(&b"still here".to_vec()));
+}
+
+#[test]
+fn repeated_hello_verify_requests() {
+    let mut rng = ChaCha20Rng::seed_from_u64(40);
+    let config = Arc::new(Config::new(Certificate::generate(&mut rng)));
+    let mut c = Connection::client(
+        config,
+        &[Fingerprint::from_bytes([0; 32])],
+        Instant::now(),
+        &mut rng,
+    )
+    .unwrap();
+    let _ = drain(&mut c);
+    let hvr = |seq: u16| {
+        record(
+            22,
+            0,
+            u64::from(seq),
+            &message(3, seq, &[0xfe, 0xff, 4, 1, 2, 3, 4]),
+        )
+    };
+    // Each new HelloVerifyRequest gets exactly one new ClientHello (no amplification);
+    // a duplicate gets nothing.
+    for seq in 0..4u16 {
+        c.handle_datagram(Instant::now(), &hvr(seq)).unwrap();
+        assert_eq!(drain(&mut c).len(), 1);
+        c.handle_datagram(Instant::now(), &hvr(seq)).unwrap();
+        assert!(drain(&mut c).is_empty());
+    }
+    let r = c.handle_datagram(Instant::now(), &hvr(4));
+    assert!(matches!(r, Err(Error::UnexpectedMessage(_))), "{r:?}");
+    still_works(c);
+}
+
+#[test]
+fn wrong_fingerprint_is_bad_certificate_on_both_sides() {
+    // Client expects another server certificate.
+    let (cc, sc) = common::configs(50, |_| {});
+    let mut rng = ChaCha20Rng::seed_from_u64(50);
+    let now = Instant::now();
+    let mut client = Connection::client(
+        cc.clone(),
+        &[Fingerprint::from_bytes([9; 32])],
+        now,
+        &mut rng,
+    )
+    .unwrap();
+    let mut server =
+        Connection::server(sc.clone(), &[cc.certificate.fingerprint()], b"a", &mut rng).unwrap();
+    let mut client_err = None;
+    let mut server_err = None;
+    for _ in 0..10 {
+        for d in drain(&mut client) {
+            if let Err(e) = server.handle_datagram(now, &d) {
+                server_err = Some(e);
+            }
+        }
+        for d in drain(&mut server) {
+            if let Err(e) = client.handle_datagram(now, &d) {
+                client_err = Some(e);
+            }
+        }
+    }
+    assert!(
+        matches!(client_err, Some(Error::BadCertificate(_))),
+        "{client_err:?}"
+    );
+    assert_eq!(
+        server_err,
+        Some(Error::AlertReceived(AlertDescription::BAD_CERTIFICATE))
+    );
+    assert!(
+        !events(&mut client)
+            .iter()
+            .any(|e| matches!(e, Event::Connected(_)))
+    );
+    assert!(
+        !events(&mut server)
+            .iter()
+            .any(|e| matches!(e, Event::Connected(_)))
+    );
+    assert!(
+        client
+            .export_keying_material(b"EXTRACTOR-dtls_srtp", None, &mut [0; 60])
+            .is_err()
+    );
+
+    // Server expects another client certificate.
+    let mut client =
+        Connection::client(cc, &[sc.certificate.fingerprint()], now, &mut rng).unwrap();
+    let mut server =
+        Connection::server(sc, &[Fingerprint::from_bytes([9; 32])], b"a", &mut rng).unwrap();
+    let mut server_err = None;
+    for _ in 0..10 {
+        for d in drain(&mut client) {
+            if let Err(e) = server.handle_datagram(now, &d) {
+                server_err = Some(e);
+            }
+        }
+        for d in drain(&mut server) {
+            let _ = client.handle_datagram(now, &d);
+        }
+    }
+    assert!(
+        matches!(server_err, Some(Error::BadCertificate(_))),
+        "{server_err:?}"
+    );
+    assert!(
+        !events(&mut server)
+            .iter()
+            .any(|e| matches!(e, Event::Connected(_)))
+    );
+    assert!(
+        !events(&mut client)
+            .iter()
+            .any(|e| matches!(e, Event::Connected(_)))
+    );
+    still_works(server);
+}
+
+#[test]
+fn retransmitted_final_flight_answers_repeated_client_flight() {
+    let mut p = Pair::new(60, Netem::default(), |c| c.cookie_exchange = false);
+    // Run until the server sent its final flight, then lose it.
+    let ch = drain(&mut p.client);
+    for d in &ch {
+        p.server.handle_datagram(p.now, d).unwrap();
+    }
+    for d in drain(&mut p.server) {
+        p.client.handle_datagram(p.now, &d).unwrap();
+    }
+    let f5 = drain(&mut p.client);
+    for d in &f5 {
+        p.server.handle_datagram(p.now, d).unwrap();
+    }
+    assert!(p.server.is_connected());
+    let lost = drain(&mut p.server);
+    assert!(!lost.is_empty());
+    // The client's timer fires and it repeats flight 5; the server answers with flight 6.
+    let t = p.client.poll_timeout().unwrap();
+    p.client.handle_timeout(t).unwrap();
+    for d in drain(&mut p.client) {
+        p.server.handle_datagram(t, &d).unwrap();
+    }
+    let again = drain(&mut p.server);
+    assert_eq!(again.len(), lost.len());
+    for d in again {
+        p.client.handle_datagram(t, &d).unwrap();
+    }
+    assert!(p.client.is_connected());
+    assert_eq!(p.server.stats().retransmissions, 1);
+}
