@@ -102,3 +102,80 @@ pub fn client_config(
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use rustls_pki_types::ServerName;
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn tls12_and_tls13_clients_complete_handshakes() {
+        let transport = Transport::TlsSelfSigned {
+            names: vec!["localhost".into()],
+        };
+        let server = server_tls(&transport).unwrap().unwrap();
+        let cert = server.self_signed.clone().unwrap();
+        for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+            let mut roots = RootCertStore::empty();
+            roots.add(cert.clone()).unwrap();
+            let client =
+                rustls::ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+                    .with_protocol_versions(&[version])
+                    .unwrap()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+            let (a, b) = tokio::io::duplex(64 * 1024);
+            let acceptor = TlsAcceptor::from(Arc::clone(&server.config));
+            let connector = TlsConnector::from(Arc::new(client));
+            let name = ServerName::try_from("localhost").unwrap();
+            let (s, c) = tokio::join!(acceptor.accept(a), connector.connect(name, b));
+            s.unwrap();
+            assert_eq!(
+                c.unwrap().get_ref().1.protocol_version(),
+                Some(version.version)
+            );
+        }
+    }
+
+    #[test]
+    fn pem_errors_and_plaintext() {
+        assert!(server_tls(&Transport::PlaintextLoopback).unwrap().is_none());
+        let missing = Transport::TlsPemFiles {
+            cert_chain: "/nonexistent/cert.pem".into(),
+            private_key: "/nonexistent/key.pem".into(),
+        };
+        assert!(matches!(
+            server_tls(&missing),
+            Err(TlsError::Pem {
+                what: "certificate chain",
+                ..
+            })
+        ));
+        let dir = std::env::temp_dir().join(format!("callsec-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(dir.join("cert.pem"), certified.cert.pem()).unwrap();
+        std::fs::write(dir.join("empty.pem"), "").unwrap();
+        std::fs::write(dir.join("other.pem"), other.serialize_pem()).unwrap();
+        let no_key = Transport::TlsPemFiles {
+            cert_chain: dir.join("cert.pem"),
+            private_key: dir.join("empty.pem"),
+        };
+        assert!(matches!(
+            server_tls(&no_key),
+            Err(TlsError::Pem {
+                what: "private key",
+                ..
+            })
+        ));
+        let mismatched = Transport::TlsPemFiles {
+            cert_chain: dir.join("cert.pem"),
+            private_key: dir.join("other.pem"),
+        };
+        assert!(matches!(server_tls(&mismatched), Err(TlsError::Rustls(_))));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
