@@ -1,0 +1,255 @@
+//! callsec-dtls against webrtc-dtls (the webrtc-rs stack), both directions, both suites, both
+//! SRTP profiles, over loopback UDP: same profile, same RFC 5705 keying material, each side
+//! sees the other's certificate.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::UdpSocket;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use callsec_dtls::{Certificate, CipherSuite, Config, Connection, Event, Fingerprint};
+use callsec_srtp::ProtectionProfile;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+use webrtc_dtls::cipher_suite::CipherSuiteId;
+use webrtc_dtls::config::{ClientAuthType, Config as WConfig, ExtendedMasterSecretType};
+use webrtc_dtls::conn::DTLSConn;
+use webrtc_dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+use webrtc_util::KeyingMaterialExporter;
+
+fn w_suite(s: CipherSuite) -> CipherSuiteId {
+    match s {
+        CipherSuite::EcdheEcdsaAes128GcmSha256 => {
+            CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_128_Gcm_Sha256
+        }
+        CipherSuite::EcdheEcdsaAes256CbcSha => CipherSuiteId::Tls_Ecdhe_Ecdsa_With_Aes_256_Cbc_Sha,
+    }
+}
+
+fn w_profile(p: ProtectionProfile) -> SrtpProtectionProfile {
+    match p {
+        ProtectionProfile::AeadAes128Gcm => SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+        ProtectionProfile::Aes128CmHmacSha1_80 => {
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80
+        }
+    }
+}
+
+struct Outcome {
+    keying_material: Vec<u8>,
+    profile: SrtpProtectionProfile,
+    peer_certificate: Vec<u8>,
+}
+
+/// Runs webrtc-dtls on `sock` (already connected to the peer).
+async fn run_webrtc(
+    sock: tokio::net::UdpSocket,
+    cert: webrtc_dtls::crypto::Certificate,
+    suite: CipherSuite,
+    profile: ProtectionProfile,
+    is_client: bool,
+) -> Outcome {
+    let config = WConfig {
+        certificates: vec![cert],
+        cipher_suites: vec![w_suite(suite)],
+        srtp_protection_profiles: vec![w_profile(profile)],
+        extended_master_secret: ExtendedMasterSecretType::Require,
+        insecure_skip_verify: true,
+        client_auth: ClientAuthType::RequireAnyClientCert,
+        ..Default::default()
+    };
+    let conn = tokio::time::timeout(
+        Duration::from_secs(15),
+        DTLSConn::new(Arc::new(sock), config, is_client, None),
+    )
+    .await
+    .expect("webrtc-dtls handshake timed out")
+    .expect("webrtc-dtls handshake failed");
+    let state = conn.connection_state().await;
+    let len = profile.keying_material_len();
+    let keying_material = state
+        .export_keying_material("EXTRACTOR-dtls_srtp", &[], len)
+        .await
+        .unwrap();
+    let profile = conn.selected_srtpprotection_profile();
+    let peer_certificate = state.peer_certificates.first().cloned().unwrap_or_default();
+    // Exchange one application message each way.
+    conn.write(b"from-webrtc", None).await.unwrap();
+    let mut buf = [0u8; 100];
+    let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf, None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], b"from-callsec");
+    // Give the datagram time to leave before closing.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let _ = conn.close().await;
+    Outcome {
+        keying_material,
+        profile,
+        peer_certificate,
+    }
+}
+
+/// Runs callsec on a blocking socket connected to the peer; returns the keying material.
+fn run_callsec(mut conn: Connection, sock: UdpSocket) -> (Vec<u8>, Connection) {
+    sock.set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(15);
+    let mut buf = [0u8; 65536];
+    let mut got_data = false;
+    let mut sent_data = false;
+    let mut connected = None;
+    while Instant::now() < end && !(got_data && sent_data) {
+        while let Some(d) = conn.poll_transmit() {
+            sock.send(&d).unwrap();
+        }
+        while let Some(e) = conn.poll_event() {
+            match e {
+                Event::Connected(c) => connected = Some(c),
+                Event::ApplicationData(d) => {
+                    assert_eq!(d, b"from-webrtc");
+                    got_data = true;
+                }
+                Event::Closed { error } => panic!("closed: {error:?}"),
+                _ => {}
+            }
+        }
+        if connected.is_some() && !sent_data {
+            conn.send(b"from-callsec").unwrap();
+            sent_data = true;
+            continue;
+        }
+        match sock.recv(&mut buf) {
+            Ok(n) => {
+                let _ = conn.handle_datagram(Instant::now(), &buf[..n]);
+            }
+            Err(_) => {
+                let _ = conn.handle_timeout(Instant::now());
+            }
+        }
+    }
+    let c = connected.expect("callsec connected");
+    let mut km = vec![0u8; c.profile.keying_material_len()];
+    conn.export_keying_material(b"EXTRACTOR-dtls_srtp", None, &mut km)
+        .unwrap();
+    assert!(got_data, "no application data from webrtc-dtls");
+    (km, conn)
+}
+
+fn case(suite: CipherSuite, profile: ProtectionProfile, callsec_is_client: bool) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let w_cert =
+        webrtc_dtls::crypto::Certificate::generate_self_signed(vec!["webrtc".to_string()]).unwrap();
+    let w_fp = Fingerprint::of_der(w_cert.certificate[0].as_ref());
+    let mut rng = ChaCha20Rng::seed_from_u64(u64::from(suite.id()) ^ u64::from(profile.id()));
+    let mut config = Config::new(Certificate::generate(&mut rng));
+    config.cipher_suites = vec![suite];
+    config.srtp_profiles = vec![profile];
+    let our_der = config.certificate.der().to_vec();
+    let config = Arc::new(config);
+
+    let ours = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let theirs_std = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ours.connect(theirs_std.local_addr().unwrap()).unwrap();
+    theirs_std.connect(ours.local_addr().unwrap()).unwrap();
+    theirs_std.set_nonblocking(true).unwrap();
+    let our_addr = ours.local_addr().unwrap().to_string();
+    let peer_addr = theirs_std.local_addr().unwrap().to_string();
+
+    let webrtc = rt.spawn(async move {
+        let sock = tokio::net::UdpSocket::from_std(theirs_std).unwrap();
+        run_webrtc(sock, w_cert, suite, profile, !callsec_is_client).await
+    });
+    let conn = if callsec_is_client {
+        Connection::client(config, &[w_fp], Instant::now(), &mut rng).unwrap()
+    } else {
+        Connection::server(config, &[w_fp], peer_addr.as_bytes(), &mut rng).unwrap()
+    };
+    let _ = our_addr;
+    let (km, conn) = run_callsec(conn, ours);
+    let outcome = rt.block_on(webrtc).unwrap();
+    assert_eq!(outcome.profile as u16, profile.id());
+    assert_eq!(outcome.keying_material, km, "keying material differs");
+    assert_eq!(
+        outcome.peer_certificate, our_der,
+        "webrtc-dtls saw another certificate"
+    );
+    assert!(conn.is_connected() || conn.is_closed());
+}
+
+#[test]
+fn callsec_client_webrtc_server_gcm_aead() {
+    case(
+        CipherSuite::EcdheEcdsaAes128GcmSha256,
+        ProtectionProfile::AeadAes128Gcm,
+        true,
+    );
+}
+
+#[test]
+fn callsec_client_webrtc_server_cbc_cm() {
+    case(
+        CipherSuite::EcdheEcdsaAes256CbcSha,
+        ProtectionProfile::Aes128CmHmacSha1_80,
+        true,
+    );
+}
+
+#[test]
+fn callsec_client_webrtc_server_gcm_cm() {
+    case(
+        CipherSuite::EcdheEcdsaAes128GcmSha256,
+        ProtectionProfile::Aes128CmHmacSha1_80,
+        true,
+    );
+}
+
+#[test]
+fn callsec_client_webrtc_server_cbc_aead() {
+    case(
+        CipherSuite::EcdheEcdsaAes256CbcSha,
+        ProtectionProfile::AeadAes128Gcm,
+        true,
+    );
+}
+
+#[test]
+fn webrtc_client_callsec_server_gcm_aead() {
+    case(
+        CipherSuite::EcdheEcdsaAes128GcmSha256,
+        ProtectionProfile::AeadAes128Gcm,
+        false,
+    );
+}
+
+#[test]
+fn webrtc_client_callsec_server_cbc_cm() {
+    case(
+        CipherSuite::EcdheEcdsaAes256CbcSha,
+        ProtectionProfile::Aes128CmHmacSha1_80,
+        false,
+    );
+}
+
+#[test]
+fn webrtc_client_callsec_server_gcm_cm() {
+    case(
+        CipherSuite::EcdheEcdsaAes128GcmSha256,
+        ProtectionProfile::Aes128CmHmacSha1_80,
+        false,
+    );
+}
+
+#[test]
+fn webrtc_client_callsec_server_cbc_aead() {
+    case(
+        CipherSuite::EcdheEcdsaAes256CbcSha,
+        ProtectionProfile::AeadAes128Gcm,
+        false,
+    );
+}
