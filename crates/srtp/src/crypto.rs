@@ -140,8 +140,12 @@ impl CmTransform {
     pub(crate) fn apply_keystream(&self, ssrc: u32, index: u64, data: &mut [u8]) {
         use aes::cipher::InnerIvInit;
         let iv = self.iv(ssrc, index);
-        let core = ctr::CtrCore::inner_iv_init(self.aes.clone(), &iv.into());
-        let mut ctr = Aes128Ctr::from_core(core);
+        // Borrow the expanded key: no copy of the round keys per packet.
+        let core = ctr::CtrCore::<&Aes128Enc, ctr::flavors::Ctr128BE>::inner_iv_init(
+            &self.aes,
+            &iv.into(),
+        );
+        let mut ctr = ctr::cipher::StreamCipherCoreWrapper::from_core(core);
         ctr.apply_keystream(data);
     }
 
