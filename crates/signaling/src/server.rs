@@ -85,6 +85,7 @@ pub enum SendError {
 }
 
 /// A running signaling server. Cloning gives another handle to the same server.
+/// Dropping the handles does not stop it; [`Server::shutdown`] does.
 #[derive(Clone)]
 pub struct Server {
     shared: Arc<Shared>,
@@ -749,13 +750,24 @@ async fn session<H: CallHandler>(
     let limits = &shared.limits;
     let (token, method) = match bearer {
         Some(t) => (t, "header"),
-        None => match timeout(limits.auth_timeout, auth_message(&mut ws, &shared.decode)).await {
-            Ok(Some(t)) => (t, "message"),
-            Ok(None) => {
-                return refuse_auth(ws, remote, CloseReason::Auth(TokenError::Missing)).await;
+        None => {
+            let mut shutdown = shared.shutdown.subscribe();
+            let first = timeout(limits.auth_timeout, auth_message(&mut ws, &shared.decode));
+            let first = tokio::select! {
+                first = first => first,
+                () = stopped(&mut shutdown) => {
+                    close(&mut ws, CloseReason::Shutdown).await;
+                    return;
+                }
+            };
+            match first {
+                Ok(Some(t)) => (t, "message"),
+                Ok(None) => {
+                    return refuse_auth(ws, remote, CloseReason::Auth(TokenError::Missing)).await;
+                }
+                Err(_) => return refuse_auth(ws, remote, CloseReason::AuthTimeout).await,
             }
-            Err(_) => return refuse_auth(ws, remote, CloseReason::AuthTimeout).await,
-        },
+        }
     };
     let claims = match shared.validator.validate(&token) {
         Ok(c) => c,
@@ -1167,6 +1179,12 @@ impl Connection {
         );
         Step::Reply(ServerEnvelope::new(id, ServerMessage::Left { room }))
     }
+}
+
+/// Resolves when the server shuts down.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone, which also means stopped.
+    let _ = shutdown.wait_for(|&stop| stop).await;
 }
 
 /// Resolves when the registry asks this connection to close.

@@ -952,3 +952,39 @@ async fn a_panicking_calls_server_does_not_break_the_connection() -> Result {
     assert_eq!(h.server.room_size("r1"), 0);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_every_connection_and_stops_accepting() -> Result {
+    let h = Harness::with(|c| c.limits.auth_timeout = Duration::from_secs(10)).await;
+    let mut cfg = h.client_config(None);
+    cfg.placement = TokenPlacement::FirstMessage;
+    let mut authenticating = Client::open(&cfg).await?;
+    let mut joined = h.connect(token("alice", "s1")).await;
+    joined
+        .request(ClientMessage::Join { room: "r1".into() })
+        .await?;
+    let start = Instant::now();
+    let server = h.server.clone();
+    let stopping = tokio::spawn(async move { server.shutdown().await });
+    assert_eq!(
+        recv_close(&mut authenticating).await,
+        (1001, "server shutting down".into())
+    );
+    assert_eq!(
+        recv_close(&mut joined).await,
+        (1001, "server shutting down".into())
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
+    stopping.await?;
+    assert_eq!(h.server.connection_count(), 0);
+    assert!(
+        Client::open(&h.client_config(Some(token("bob", "s2"))))
+            .await
+            .is_err()
+    );
+    Ok(())
+}
