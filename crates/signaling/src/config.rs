@@ -35,7 +35,8 @@ pub struct Limits {
     pub messages_per_second: u32,
     /// Messages a connection may send in a burst (token bucket size).
     pub message_burst: u32,
-    /// Messages dropped for rate before the connection is closed (1008).
+    /// Messages dropped for rate before the connection is closed (1008); violations are
+    /// forgotten after ten seconds without one.
     pub max_rate_violations: u32,
     /// Undecodable messages tolerated before the connection is closed (1008).
     pub max_protocol_errors: u32,

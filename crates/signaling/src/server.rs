@@ -40,6 +40,8 @@ use crate::token::{Claims, KeyError, TokenError, TokenValidator};
 
 /// Time allowed for writing one message to a peer before it counts as a slow consumer.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Rate-limit violations older than this are forgiven.
+const VIOLATION_MEMORY: Duration = Duration::from_secs(10);
 /// Time allowed for the closing handshake after the server sent its close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -811,6 +813,7 @@ async fn session<H: CallHandler>(
             Instant::now(),
         ),
         rate_violations: 0,
+        last_violation: Instant::now(),
         protocol_errors: 0,
         claims,
         kill: kill_rx,
@@ -902,6 +905,7 @@ struct Connection {
     claims: Claims,
     bucket: TokenBucket,
     rate_violations: u32,
+    last_violation: Instant,
     protocol_errors: u32,
     kill: watch::Receiver<Option<CloseReason>>,
     shared: Arc<Shared>,
@@ -965,6 +969,13 @@ impl Connection {
     }
 
     fn rate_limited(&mut self) -> Step {
+        // Violations count towards closing only while they keep coming: ten quiet
+        // seconds forgive them, so an occasional burst never adds up to a close.
+        let now = Instant::now();
+        if now.saturating_duration_since(self.last_violation) > VIOLATION_MEMORY {
+            self.rate_violations = 0;
+        }
+        self.last_violation = now;
         self.rate_violations += 1;
         if self.rate_violations == 1 {
             warn!(
