@@ -46,18 +46,25 @@ pub(crate) enum Transform {
 
 pub(crate) struct CmTransform {
     aes: Aes128Enc,
-    salt: [u8; 14],
+    /// The 112-bit session salt times 2^16, as the IV's base.
+    salt: u128,
     mac: HmacSha1,
 }
 
 pub(crate) struct GcmTransform {
     aead: Aes128Gcm,
-    salt: [u8; 12],
+    /// The 96-bit session salt.
+    salt: u128,
 }
 
 impl Drop for CmTransform {
     fn drop(&mut self) {
         self.salt.zeroize();
+        // hmac 0.12 offers no zeroize; overwrite the keyed inner/outer SHA-1 states with those
+        // of an all-zero key, and keep the store from being optimised away (best effort).
+        self.mac = <HmacSha1 as KeyInit>::new(&[0u8; 64].into());
+        std::hint::black_box(&mut self.mac);
+        // The AES round keys zeroize themselves (the `aes` crate's `zeroize` feature).
     }
 }
 
@@ -86,20 +93,20 @@ impl Transform {
                 // so the 20-byte authentication key goes in as a zero-padded block.
                 let mut auth = Zeroizing::new([0u8; 64]);
                 derive(master, base + 1, &mut auth[..20]);
-                let mut salt = [0u8; 14];
-                derive(master, base + 2, &mut salt);
+                let mut salt = Zeroizing::new([0u8; 16]);
+                derive(master, base + 2, &mut salt[..14]);
                 Transform::Cm(CmTransform {
                     aes: Aes128Enc::new((&*enc).into()),
-                    salt,
+                    salt: u128::from_be_bytes(*salt),
                     mac: <HmacSha1 as KeyInit>::new((&*auth).into()),
                 })
             }
             ProtectionProfile::AeadAes128Gcm => {
-                let mut salt = [0u8; 12];
-                derive(master, base + 2, &mut salt);
+                let mut salt = Zeroizing::new([0u8; 16]);
+                derive(master, base + 2, &mut salt[4..]);
                 Transform::Gcm(GcmTransform {
                     aead: Aes128Gcm::new((&*enc).into()),
-                    salt,
+                    salt: u128::from_be_bytes(*salt),
                 })
             }
         }
@@ -107,9 +114,11 @@ impl Transform {
 
     #[cfg(test)]
     pub(crate) fn gcm_from_session_keys(key: &[u8; 16], salt: &[u8; 12]) -> Self {
+        let mut s = [0u8; 16];
+        s[4..].copy_from_slice(salt);
         Transform::Gcm(GcmTransform {
             aead: Aes128Gcm::new(key.into()),
-            salt: *salt,
+            salt: u128::from_be_bytes(s),
         })
     }
 
@@ -125,15 +134,7 @@ impl CmTransform {
     /// RFC 3711 §4.1.1: `IV = (k_s * 2^16) XOR (SSRC * 2^64) XOR (i * 2^16)`, where `i` is
     /// the 48-bit SRTP index or the 31-bit SRTCP index.
     fn iv(&self, ssrc: u32, index: u64) -> [u8; 16] {
-        let mut iv = [0u8; 16];
-        iv[..14].copy_from_slice(&self.salt);
-        for (d, s) in iv[4..8].iter_mut().zip(ssrc.to_be_bytes()) {
-            *d ^= s;
-        }
-        for (d, s) in iv[8..14].iter_mut().zip(&index.to_be_bytes()[2..]) {
-            *d ^= s;
-        }
-        iv
+        (self.salt ^ (u128::from(ssrc) << 64) ^ (u128::from(index) << 16)).to_be_bytes()
     }
 
     /// Encrypts (or decrypts) `data` with the AES-CM keystream for `(ssrc, index)`.
@@ -175,13 +176,10 @@ impl GcmTransform {
     /// `IV = (0x0000 || SSRC || 0x0000 || 0 || SRTCP index) XOR salt`. Both are this function
     /// with `index` the 48-bit SRTP index or the 31-bit SRTCP index.
     fn nonce(&self, ssrc: u32, index: u64) -> [u8; 12] {
-        let mut iv = [0u8; 12];
-        iv[2..6].copy_from_slice(&ssrc.to_be_bytes());
-        iv[6..12].copy_from_slice(&index.to_be_bytes()[2..]);
-        for (d, s) in iv.iter_mut().zip(&self.salt) {
-            *d ^= s;
-        }
-        iv
+        let iv = (self.salt ^ (u128::from(ssrc) << 48) ^ u128::from(index)).to_be_bytes();
+        let mut nonce = [0u8; 12];
+        nonce.copy_from_slice(&iv[4..]);
+        nonce
     }
 
     /// Encrypts `data` in place with `aad`; returns the tag.
@@ -253,7 +251,7 @@ mod tests {
     fn rfc3711_b2_keystream() {
         let t = CmTransform {
             aes: Aes128Enc::new(&hex!("2B7E151628AED2A6ABF7158809CF4F3C").into()),
-            salt: hex!("F0F1F2F3F4F5F6F7F8F9FAFBFCFD"),
+            salt: u128::from_be_bytes(hex!("F0F1F2F3F4F5F6F7F8F9FAFBFCFD0000")),
             mac: <HmacSha1 as KeyInit>::new(&[0u8; 64].into()),
         };
         let mut ks = vec![0u8; 16 * 0x10000];
