@@ -26,7 +26,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use callsec_srtp::{MasterKey, ProtectionProfile};
-use hmac::{Hmac, Mac};
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{DerSignature, Signature, VerifyingKey};
 use rand_core::CryptoRngCore;
@@ -37,6 +36,7 @@ use zeroize::Zeroizing;
 use crate::cert::{Fingerprint, public_key_of};
 use crate::codec::Reader;
 use crate::config::{CipherSuite, Config, ExtendedMasterSecret};
+use crate::cookie::HelloPrefix;
 use crate::error::{AlertDescription, AlertLevel, Error};
 use crate::fragment::{Inserted, Message, Reassembler};
 use crate::handshake::{
@@ -154,6 +154,9 @@ pub struct Connection {
     events: VecDeque<Event>,
     iv_secret: Zeroizing<[u8; 32]>,
     cookie_secret: Zeroizing<[u8; 32]>,
+    /// Server: whether ClientHellos must carry our cookie (config, unless a
+    /// [`HelloVerifier`](crate::HelloVerifier) checked it already).
+    verify_cookie: bool,
     stats: Stats,
     /// Set once the connection is closed for good (the state is also briefly `Closed` while
     /// a handler owns it).
@@ -426,6 +429,23 @@ impl Connection {
         Ok(conn)
     }
 
+    /// Starts a server for a client whose ClientHello cookie a [`HelloVerifier`] already
+    /// accepted ([`HelloCheck::Accept`]): no second cookie exchange. Feed it the accepted
+    /// datagram first.
+    ///
+    /// [`HelloVerifier`]: crate::HelloVerifier
+    /// [`HelloCheck::Accept`]: crate::HelloCheck::Accept
+    pub fn server_verified(
+        config: Arc<Config>,
+        expected: &[Fingerprint],
+        client_addr: &[u8],
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Self, Error> {
+        let mut conn = Self::server(config, expected, client_addr, rng)?;
+        conn.verify_cookie = false;
+        Ok(conn)
+    }
+
     fn new(
         role: Role,
         config: Arc<Config>,
@@ -442,6 +462,7 @@ impl Connection {
         let mut cookie_secret = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut cookie_secret[..]);
         let rto = config.initial_retransmit_timeout;
+        let verify_cookie = role == Role::Server && config.cookie_exchange;
         Ok(Self {
             role,
             config,
@@ -461,6 +482,7 @@ impl Connection {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             iv_secret,
+            verify_cookie,
             cookie_secret,
             stats: Stats::default(),
             terminated: false,
@@ -1108,14 +1130,15 @@ impl Connection {
         msg: &Message,
         record_seq: u64,
     ) -> Result<State, Error> {
-        let (ch, uncookied) = ClientHello::read(&msg.body)?;
+        let (ch, _) = ClientHello::read(&msg.body)?;
         // DTLS versions count down: FEFF is 1.0, FEFD is 1.2 (RFC 6347 §4.1). Anything older
         // than 1.2 is refused; a newer client falls back to 1.2.
         if ch.client_version > DTLS12 {
             return Err(Error::ProtocolVersion);
         }
-        if self.config.cookie_exchange {
-            let cookie = self.cookie(&uncookied);
+        if self.verify_cookie {
+            let prefix = HelloPrefix::read(&msg.body).ok_or(Error::Decode("ClientHello"))?;
+            let cookie = crate::cookie::compute(&self.cookie_secret, &self.client_addr, &prefix);
             if !bool::from(ch.cookie.ct_eq(&cookie)) {
                 self.send_hello_verify(msg.seq, record_seq, &cookie, msg.body.len());
                 return Ok(State::ServerExpectClientHello(s));
@@ -1577,7 +1600,7 @@ impl Connection {
         }
     }
 
-    /// RFC 6347 §6.3: HelloVerifyRequest with the ClientHello's record sequence number and
+    /// RFC 6347 §4.2.1: HelloVerifyRequest with the ClientHello's record sequence number and
     /// message_seq; no state is kept. Never larger than the ClientHello it answers.
     fn send_hello_verify(
         &mut self,
@@ -1586,44 +1609,13 @@ impl Connection {
         cookie: &[u8],
         hello_len: usize,
     ) {
-        // RFC 6347 §4.2.1: a DTLS 1.2 server SHOULD say DTLS 1.0 here.
-        let body = HelloVerifyRequest {
-            server_version: DTLS10,
-            cookie: cookie.to_vec(),
-        }
-        .write();
-        if body.len() > hello_len {
+        let out = crate::cookie::hello_verify_request(msg_seq, record_seq, cookie);
+        if out.len() > hello_len + HEADER_LEN + HS_HEADER_LEN {
             self.stats.dropped_records += 1;
             return;
         }
-        let mut rec = Vec::new();
-        let len = body.len() as u32;
-        HsHeader {
-            msg_type: HandshakeType::HELLO_VERIFY_REQUEST,
-            length: len,
-            message_seq: msg_seq,
-            fragment_offset: 0,
-            fragment_length: len,
-        }
-        .write(&mut rec);
-        rec.extend_from_slice(&body);
-        let mut out = Vec::new();
-        crate::record::put_header(&mut out, ContentType::HANDSHAKE, 0, record_seq, rec.len());
-        out.extend_from_slice(&rec);
         self.transmits.push_back(out);
         self.stats.hello_verify_requests += 1;
-    }
-
-    /// The stateless cookie: HMAC-SHA256 over the client's address and its ClientHello without
-    /// the cookie (RFC 6347 §4.2.1).
-    fn cookie(&self, uncookied_hello: &[u8]) -> [u8; 32] {
-        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(&self.cookie_secret[..]) else {
-            return [0; 32];
-        };
-        mac.update(&(self.client_addr.len() as u64).to_be_bytes());
-        mac.update(&self.client_addr);
-        mac.update(uncookied_hello);
-        mac.finalize().into_bytes().into()
     }
 
     /// Fails the connection: fatal alert out (when the error has one), `Closed` event.

@@ -28,6 +28,7 @@ mod cert;
 mod codec;
 mod config;
 mod connection;
+mod cookie;
 mod error;
 mod fragment;
 #[doc(hidden)]
@@ -39,4 +40,5 @@ mod record;
 pub use cert::{Certificate, Fingerprint};
 pub use config::{CipherSuite, Config, ExtendedMasterSecret};
 pub use connection::{Connected, Connection, Event, Role, SrtpKeys, Stats};
+pub use cookie::{HelloCheck, HelloVerifier};
 pub use error::{AlertDescription, AlertLevel, Error};

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use callsec_dtls::{Certificate, Config, Connection, Fingerprint};
+use callsec_dtls::{Certificate, Config, Connection, Fingerprint, HelloCheck, HelloVerifier};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -193,16 +193,28 @@ fn chromium_client_hello_with_cookie_exchange() {
 
     // Chromium then repeats the ClientHello with the cookie as message_seq 1 (built here from
     // the captured one: the cookie vector follows random and session_id).
-    let ch = messages(&[d1, d2]).remove(0).2;
+    for d in cookie_hello(&[d1, d2], &cookie) {
+        s.handle_datagram(now, &d).unwrap();
+    }
+    let out: Vec<Vec<u8>> = std::iter::from_fn(|| s.poll_transmit()).collect();
+    check_flight4(&out, 1);
+    // The server's records never reuse a number its HelloVerifyRequest used.
+    assert!(records(&out[0])[0].2 >= 2);
+    assert_eq!(s.stats().hello_verify_requests, 1);
+}
+
+/// Chromium's second ClientHello: the captured one with `cookie`, message_seq 1, in two
+/// fragments (records 2 and 3).
+fn cookie_hello(captured: &[Vec<u8>], cookie: &[u8]) -> Vec<Vec<u8>> {
+    let ch = messages(captured).remove(0).2;
     let sid = usize::from(ch[34]);
     let at = 35 + sid;
     assert_eq!(ch[at], 0, "captured cookie is empty");
     let mut with_cookie = ch[..at].to_vec();
     with_cookie.push(cookie.len() as u8);
-    with_cookie.extend_from_slice(&cookie);
+    with_cookie.extend_from_slice(cookie);
     with_cookie.extend_from_slice(&ch[at + 1..]);
-    let mut seq = 2u64;
-    let mut send = |s: &mut Connection, off: usize, len: usize| {
+    let frag = |seq: u64, off: usize, len: usize| {
         let mut d = vec![22, 0xfe, 0xfd, 0, 0];
         d.extend_from_slice(&seq.to_be_bytes()[2..]);
         d.extend_from_slice(&((12 + len) as u16).to_be_bytes());
@@ -212,14 +224,47 @@ fn chromium_client_hello_with_cookie_exchange() {
         d.extend_from_slice(&(off as u32).to_be_bytes()[1..]);
         d.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
         d.extend_from_slice(&with_cookie[off..off + len]);
-        seq += 1;
-        s.handle_datagram(now, &d).unwrap();
+        d
     };
-    send(&mut s, 0, 1000);
-    send(&mut s, 1000, with_cookie.len() - 1000);
+    vec![frag(2, 0, 1000), frag(3, 1000, with_cookie.len() - 1000)]
+}
+
+/// An endpoint-wide HelloVerifier answers Chromium's fragmented ClientHello from its first
+/// fragment alone, keeping nothing; the cookie'd hello is accepted and a connection made then
+/// completes the flight.
+#[test]
+fn chromium_client_hello_through_the_stateless_verifier() {
+    let d1 = fixture("client-hello-datagram-1.bin");
+    let d2 = fixture("client-hello-datagram-2.bin");
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let verifier = HelloVerifier::new(&mut rng);
+    let addr = b"203.0.113.5:40000";
+    let HelloCheck::Reply(hvr) = verifier.check(addr, &d1) else {
+        panic!("no HelloVerifyRequest")
+    };
+    assert!(hvr.len() < d1.len());
+    assert_eq!(
+        verifier.check(addr, &d2),
+        HelloCheck::Drop,
+        "later fragments are not checked"
+    );
+    let cookie = messages(std::slice::from_ref(&hvr)).remove(0).2[3..].to_vec();
+    let again = cookie_hello(&[d1, d2], &cookie);
+    assert_eq!(verifier.check(addr, &again[0]), HelloCheck::Accept);
+    assert!(matches!(
+        verifier.check(b"198.51.100.1:1", &again[0]),
+        HelloCheck::Reply(_)
+    ));
+
+    let mut config = Config::new(Certificate::generate(&mut rng));
+    config.cookie_exchange = true;
+    let any = Fingerprint::from_bytes([0; 32]);
+    let mut s = Connection::server_verified(Arc::new(config), &[any], addr, &mut rng).unwrap();
+    let now = Instant::now();
+    for d in &again {
+        s.handle_datagram(now, d).unwrap();
+    }
     let out: Vec<Vec<u8>> = std::iter::from_fn(|| s.poll_transmit()).collect();
     check_flight4(&out, 1);
-    // The server's records never reuse a number its HelloVerifyRequest used.
-    assert!(records(&out[0])[0].2 >= 2);
-    assert_eq!(s.stats().hello_verify_requests, 1);
+    assert_eq!(s.stats().hello_verify_requests, 0);
 }
