@@ -1,0 +1,14 @@
+//! ICE-lite for a WebRTC server: the STUN codec (RFC 8489), the binding responder an ICE-lite
+//! agent is (RFC 8445 §2.5, RFC 7675 consent freshness), and the first-byte demultiplexing of
+//! one UDP port between STUN, DTLS and SRTP (RFC 7983 §7).
+//!
+//! Sans-IO: datagrams and `Instant`s in; responses, events and deadlines out.
+#![forbid(unsafe_code)]
+
+mod agent;
+mod demux;
+pub mod stun;
+
+pub use agent::{CONSENT_TIMEOUT, Credentials, Event, IceLite, Transmit, binding_request};
+pub use demux::{PacketKind, classify, is_rtcp};
+pub use stun::Error;
