@@ -13,6 +13,8 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::protocol::{
@@ -264,6 +266,16 @@ impl Client {
     /// Transport failure.
     pub async fn send_binary(&mut self, bytes: Vec<u8>) -> Result<(), ClientError> {
         Ok(self.ws.send(Message::binary(bytes)).await?)
+    }
+
+    /// Sends one text frame whose payload is not checked for UTF-8 (for testing how a
+    /// server handles invalid text frames, RFC 6455 §8.1).
+    ///
+    /// # Errors
+    /// Transport failure.
+    pub async fn send_unchecked_text_frame(&mut self, payload: Vec<u8>) -> Result<(), ClientError> {
+        let frame = Frame::message(payload, OpCode::Data(Data::Text), true);
+        Ok(self.ws.send(Message::Frame(frame)).await?)
     }
 
     /// Sends a WebSocket ping.

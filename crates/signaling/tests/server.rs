@@ -992,3 +992,96 @@ async fn shutdown_closes_every_connection_and_stops_accepting() -> Result {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_text_frame_fails_the_connection_with_1007() -> Result {
+    let h = Harness::with(|_| {}).await;
+    let mut alice = h.connect(token("alice", "s1")).await;
+    alice
+        .send_unchecked_text_frame(b"{\"v\":1,\"type\":\"\xff\"}".to_vec())
+        .await?;
+    assert_eq!(recv_close(&mut alice).await.0, 1007);
+    let mut bob = h.connect(token("bob", "s2")).await;
+    assert_eq!(bob.request(ClientMessage::Ping).await?, ServerMessage::Pong);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_read_is_closed_not_buffered() -> Result {
+    let mut h = Harness::with(|c| c.limits.outbound_queue = 4).await;
+    let mut alice = h.connect(token("alice", "s1")).await;
+    alice
+        .request(ClientMessage::Join { room: "r1".into() })
+        .await?;
+    let connection = match h.next_seen().await {
+        Seen::Request(peer, _) => peer.connection,
+        other => panic!("{other:?}"),
+    };
+    // Push far more than the queue holds without yielding: the queue fills up.
+    let big = Sdp("a".repeat(16 * 1024));
+    let mut refused = 0;
+    for _ in 0..200 {
+        if h.server
+            .send(connection, ServerMessage::Offer { sdp: big.clone() })
+            .is_err()
+        {
+            refused += 1;
+        }
+    }
+    assert!(refused > 0);
+    assert_eq!(
+        recv_close(&mut alice).await,
+        (1013, "outbound queue full".into())
+    );
+    let (_, reason) = h.next_disconnect().await;
+    assert_eq!(reason, CloseReason::SlowConsumer);
+    assert_eq!(
+        h.server.send(connection, ServerMessage::Pong),
+        Err(callsec_signaling::SendError::NotConnected)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_refuses_bad_configuration() -> Result {
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut c = common::config(common::temp_store());
+    c.limits.max_connections = 0;
+    let r = Server::start(c, common::Recorder::new(tx.clone())).await;
+    assert!(matches!(
+        r,
+        Err(StartError::InvalidLimits("max_connections"))
+    ));
+    let mut c = common::config(common::temp_store());
+    c.auth = AuthConfig::new(
+        TokenKey::Hs256 {
+            secret: b"short".to_vec(),
+        },
+        "a",
+    );
+    assert!(matches!(
+        Server::start(c, common::Recorder::new(tx.clone())).await,
+        Err(StartError::Key(_))
+    ));
+    let mut c = common::config(common::temp_store());
+    c.auth = AuthConfig::new(
+        TokenKey::Es256 {
+            public_key_pem: "nope".into(),
+        },
+        "a",
+    );
+    assert!(matches!(
+        Server::start(c, common::Recorder::new(tx.clone())).await,
+        Err(StartError::Key(_))
+    ));
+    let dir = common::temp_store();
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("corrupt"), b"garbage\n")?;
+    let c = common::config(dir.join("corrupt"));
+    assert!(matches!(
+        Server::start(c, common::Recorder::new(tx)).await,
+        Err(StartError::Store(_))
+    ));
+    std::fs::remove_dir_all(dir)?;
+    Ok(())
+}
