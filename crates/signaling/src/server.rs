@@ -196,8 +196,10 @@ impl Server {
         self.revoke(RevocationKind::Session, session_id).await
     }
 
-    /// Revokes every token of a user issued up to now: persists it, closes the user's
-    /// live sockets like [`Server::revoke_session`], and refuses those tokens from now on.
+    /// Revokes every token of a user issued up to now: persists it, closes all the
+    /// user's live sockets like [`Server::revoke_session`], and from now on refuses the
+    /// user's tokens whose `iat` (else `nbf`) is at or before this second, so the host can
+    /// let the user back in later with a freshly issued token.
     ///
     /// # Errors
     /// When the revocation could not be persisted; nothing is closed then.
@@ -222,7 +224,8 @@ impl Server {
         for live in state.conns.values() {
             let hit = match kind {
                 RevocationKind::Session => live.session_id == id,
-                RevocationKind::User => live.user_id == id && live.issued <= at,
+                // Every live socket of the user predates the revocation.
+                RevocationKind::User => live.user_id == id,
             };
             if hit {
                 live.kill.send_replace(Some(CloseReason::Revoked));
@@ -333,7 +336,6 @@ struct State {
 struct Live {
     user_id: String,
     session_id: String,
-    issued: u64,
     room: Option<String>,
     outbound: mpsc::Sender<ServerEnvelope>,
     kill: watch::Sender<Option<CloseReason>>,
@@ -782,7 +784,6 @@ async fn session<H: CallHandler>(
     let live = Live {
         user_id: claims.user_id.clone(),
         session_id: claims.session_id.clone(),
-        issued: claims.issued(),
         room: None,
         outbound,
         kill,
