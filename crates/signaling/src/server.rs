@@ -960,8 +960,12 @@ impl Connection {
             match step {
                 Step::Continue => {}
                 Step::Reply(env) => {
-                    if !send(ws, &env).await {
-                        return CloseReason::SlowConsumer;
+                    // A peer that stops reading must not delay a revocation.
+                    tokio::select! {
+                        sent = send(ws, &env) => if !sent {
+                            return CloseReason::SlowConsumer;
+                        },
+                        reason = killed(&mut self.kill) => return reason,
                     }
                 }
                 Step::Close(reason) => return reason,

@@ -1085,3 +1085,35 @@ async fn start_refuses_bad_configuration() -> Result {
     std::fs::remove_dir_all(dir)?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_reaches_the_calls_server_even_when_the_peer_stopped_reading() -> Result {
+    let mut h = Harness::with(|c| c.limits.outbound_queue = 1000).await;
+    let mut alice = h.connect(token("alice", "s1")).await;
+    alice
+        .request(ClientMessage::Join { room: "r1".into() })
+        .await?;
+    let connection = match h.next_seen().await {
+        Seen::Request(peer, _) => peer.connection,
+        other => panic!("{other:?}"),
+    };
+    // 32 MiB towards a peer that never reads: the server's writes block on full
+    // socket buffers.
+    let big = Sdp("a".repeat(64 * 1024));
+    for _ in 0..500 {
+        h.server
+            .send(connection, ServerMessage::Offer { sdp: big.clone() })?;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = Instant::now();
+    h.server.revoke_session("s1").await?;
+    let (_, reason) = h.next_disconnect().await;
+    assert_eq!(reason, CloseReason::Revoked);
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        start.elapsed()
+    );
+    drop(alice);
+    Ok(())
+}
