@@ -19,7 +19,7 @@
 //! | 4005 | `token algorithm not accepted` | |
 //! | 4006 | `token signature invalid`      | |
 //! | 4007 | `token claim missing or invalid` | |
-//! | 4008 | `token expired`                | |
+//! | 4008 | `token expired`                | at connect, or at expiry with `close_at_token_expiry` |
 //! | 4009 | `token not yet valid`          | |
 //! | 4010 | `token audience mismatch`      | |
 //! | 4011 | `token issuer mismatch`        | |

@@ -63,6 +63,10 @@ pub struct Limits {
     pub max_session_length: Duration,
     /// Participants (connections) in one room.
     pub max_participants_per_room: usize,
+    /// Close a connection (4008 `token expired`) when its token expires (plus the
+    /// leeway), unless the client sent a fresh token first in an `auth` message. Off by
+    /// default: then only `max_session_length` bounds a connection's life.
+    pub close_at_token_expiry: bool,
     /// Time the calls server has to answer one request.
     pub handler_timeout: Duration,
     /// Messages queued towards one connection; a connection that lets it fill up is
@@ -87,6 +91,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(60),
             max_session_length: Duration::from_secs(12 * 3600),
             max_participants_per_room: 64,
+            close_at_token_expiry: false,
             handler_timeout: Duration::from_secs(5),
             outbound_queue: 64,
         }

@@ -46,7 +46,8 @@
 //!    must arrive within `auth_timeout`. Tokens are checked by [`TokenValidator`] and
 //!    against the persisted revocations; refusals close with the codes in [`close`].
 //! 4. Messages ([`protocol`]) until the peer leaves, the session is revoked, it idles past
-//!    `idle_timeout`, or lives past `max_session_length`.
+//!    `idle_timeout`, lives past `max_session_length`, or — with `close_at_token_expiry` —
+//!    its token expires before the client sent a fresh one in an `auth` message.
 //!
 //! # Protocol
 //!

@@ -88,8 +88,10 @@ pub struct IceCandidate {
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ClientMessage {
-    /// Authenticate with an access token. Only valid as the first message, and only when
-    /// no `Authorization: Bearer` header was sent.
+    /// Authenticate with an access token: as the first message when no
+    /// `Authorization: Bearer` header was sent, or later to replace the token with a fresh
+    /// one for the same user and session (see `Limits::close_at_token_expiry`); the reply
+    /// is `authenticated` again.
     Auth {
         /// The access token (a JWS compact serialization, RFC 7515 §7.1).
         token: Token,

@@ -40,6 +40,8 @@ use crate::token::{Claims, KeyError, TokenError, TokenValidator};
 
 /// Time allowed for writing one message to a peer before it counts as a slow consumer.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// "Never" for timers that are switched off (about thirty years).
+const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
 /// Rate-limit violations older than this are forgiven.
 const VIOLATION_MEMORY: Duration = Duration::from_secs(10);
 /// Time allowed for the closing handshake after the server sent its close frame.
@@ -816,6 +818,7 @@ async fn session<H: CallHandler>(
         rate_violations: 0,
         last_violation: Instant::now(),
         protocol_errors: 0,
+        token_end: Box::pin(sleep_until(token_deadline(&shared, &claims))),
         claims,
         kill: kill_rx,
         shared: Arc::clone(&shared),
@@ -909,6 +912,8 @@ struct Connection {
     last_violation: Instant,
     protocol_errors: u32,
     kill: watch::Receiver<Option<CloseReason>>,
+    /// Fires at token expiry when `close_at_token_expiry` is on.
+    token_end: Pin<Box<tokio::time::Sleep>>,
     shared: Arc<Shared>,
 }
 
@@ -935,6 +940,7 @@ impl Connection {
                 reason = killed(&mut self.kill) => Step::Close(reason),
                 () = &mut session_end => Step::Close(CloseReason::SessionExpired),
                 () = &mut idle => Step::Close(CloseReason::IdleTimeout),
+                () = &mut self.token_end => Step::Close(CloseReason::Auth(TokenError::Expired)),
                 Some(env) = outbound.recv() => Step::Reply(env),
                 incoming = ws.next() => {
                     match incoming {
@@ -1029,13 +1035,7 @@ impl Connection {
             ClientMessage::Ping => {
                 return Step::Reply(ServerEnvelope::new(id, ServerMessage::Pong));
             }
-            ClientMessage::Auth { .. } => {
-                return self.protocol_error(ServerEnvelope::error(
-                    id,
-                    ErrorCode::InvalidState,
-                    "already authenticated",
-                ));
-            }
+            ClientMessage::Auth { token } => return self.refresh(id, &token.0),
             ClientMessage::Join { room } => return self.join(id, room, handler).await,
             ClientMessage::Leave => return self.leave(id, handler).await,
             ClientMessage::Offer { sdp } => Request::Offer(sdp),
@@ -1090,6 +1090,55 @@ impl Connection {
             }
             Ok(Reply::Reject(message)) => Step::Reply(rejected(id, message)),
         }
+    }
+
+    /// An `auth` message on an authenticated connection: a fresh token for the same user
+    /// and session replaces the old one (and its expiry). An invalid one closes the
+    /// connection like at connect time.
+    fn refresh(&mut self, id: Option<u64>, token: &str) -> Step {
+        let claims = match self.shared.validator.validate(token) {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(
+                    target: AUDIT_TARGET, event = "auth_failure", remote = %self.peer.remote,
+                    user = %self.peer.user_id, reason = e.as_str(), method = "refresh"
+                );
+                return Step::Close(CloseReason::Auth(e));
+            }
+        };
+        if claims.user_id != self.peer.user_id || claims.session_id != self.peer.session_id {
+            return self.protocol_error(ServerEnvelope::error(
+                id,
+                ErrorCode::InvalidState,
+                "token is for another user or session",
+            ));
+        }
+        if lock(&self.shared.store).is_revoked(&claims.user_id, &claims.session_id, claims.issued())
+        {
+            return Step::Close(CloseReason::Revoked);
+        }
+        if self
+            .peer
+            .room
+            .as_ref()
+            .is_some_and(|room| !claims.allows_room(room))
+        {
+            return Step::Close(CloseReason::WrongRoom);
+        }
+        self.token_end
+            .as_mut()
+            .reset(token_deadline(&self.shared, &claims));
+        info!(
+            target: AUDIT_TARGET, event = "auth_success", remote = %self.peer.remote,
+            user = %claims.user_id, session = %claims.session_id, method = "refresh"
+        );
+        let reply = ServerMessage::Authenticated {
+            user_id: claims.user_id.clone(),
+            session_id: claims.session_id.clone(),
+            rooms: claims.rooms.clone(),
+        };
+        self.claims = claims;
+        Step::Reply(ServerEnvelope::new(id, reply))
     }
 
     /// Calls the handler with the timeout; a revocation or shutdown meanwhile wins.
@@ -1195,6 +1244,19 @@ impl Connection {
         );
         Step::Reply(ServerEnvelope::new(id, ServerMessage::Left { room }))
     }
+}
+
+/// When a connection holding `claims` must close for token expiry: `exp` plus the
+/// leeway, or (with `close_at_token_expiry` off) effectively never.
+fn token_deadline(shared: &Shared, claims: &Claims) -> Instant {
+    let now = Instant::now();
+    if !shared.limits.close_at_token_expiry {
+        return now + FAR_FUTURE;
+    }
+    let end = claims
+        .expires_at
+        .saturating_add(shared.validator.leeway().as_secs());
+    now + Duration::from_secs(end.saturating_sub(unix_now())).min(FAR_FUTURE)
 }
 
 /// Resolves when the server shuts down.

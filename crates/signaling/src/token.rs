@@ -262,6 +262,12 @@ impl TokenValidator {
         })
     }
 
+    /// The clock skew allowed on `exp` and `nbf`.
+    #[must_use]
+    pub fn leeway(&self) -> Duration {
+        Duration::from_secs(self.leeway)
+    }
+
     /// Validates `token` at the current wall-clock time.
     ///
     /// # Errors

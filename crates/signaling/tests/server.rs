@@ -1117,3 +1117,52 @@ async fn revocation_reaches_the_calls_server_even_when_the_peer_stopped_reading(
     drop(alice);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_expiry_closes_unless_refreshed_in_band() -> Result {
+    let h = Harness::with(|c| {
+        c.auth.leeway = Duration::ZERO;
+        c.limits.close_at_token_expiry = true;
+    })
+    .await;
+    let short = |user: &str, session: &str| {
+        let mut c = claims(user, session);
+        c["exp"] = json!(common::now() + 2);
+        sign(&c)
+    };
+    let start = Instant::now();
+    let mut alice = h.connect(short("alice", "s1")).await;
+    let mut bob = h.connect(short("bob", "s2")).await;
+    // Bob refreshes with a longer-lived token for the same session.
+    let refreshed = bob
+        .request(ClientMessage::Auth {
+            token: callsec_signaling::Token(token("bob", "s2")),
+        })
+        .await?;
+    assert!(matches!(refreshed, ServerMessage::Authenticated { .. }));
+    // A token for another session is refused without closing.
+    let other = bob
+        .request(ClientMessage::Auth {
+            token: callsec_signaling::Token(token("bob", "s9")),
+        })
+        .await?;
+    assert_eq!(error_code(&other), ErrorCode::InvalidState);
+    // Alice did not refresh: closed at expiry.
+    assert_eq!(recv_close(&mut alice).await, (4008, "token expired".into()));
+    let e = start.elapsed();
+    assert!(
+        e >= Duration::from_millis(900) && e < Duration::from_millis(3500),
+        "{e:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(bob.request(ClientMessage::Ping).await?, ServerMessage::Pong);
+    // A bad refresh closes like a bad token at connect.
+    let mut expired = claims("bob", "s2");
+    expired["exp"] = json!(common::now() - 10);
+    bob.send(ClientMessage::Auth {
+        token: callsec_signaling::Token(sign(&expired)),
+    })
+    .await?;
+    assert_eq!(recv_close(&mut bob).await.0, 4008);
+    Ok(())
+}
