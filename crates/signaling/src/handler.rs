@@ -85,7 +85,10 @@ pub enum Reply {
 ///
 /// Implementations must be cheap to call concurrently: one connection awaits its own
 /// request before reading its next message, but different connections call in parallel.
-/// A request not answered within `Limits::handler_timeout` gets an `internal` error.
+/// A request not answered within `Limits::handler_timeout` gets an `internal` error, and
+/// a revocation or shutdown interrupts a request in progress (its future is dropped).
+/// Key per-peer state by [`Peer::connection`]: [`CallHandler::disconnected`] comes once
+/// per connection, whatever happened to its last request.
 pub trait CallHandler: Send + Sync + 'static {
     /// Handles one request from an authenticated peer.
     fn handle(&self, peer: &Peer, request: Request) -> impl Future<Output = Reply> + Send;
