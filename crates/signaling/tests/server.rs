@@ -1020,7 +1020,7 @@ async fn a_peer_that_does_not_read_is_closed_not_buffered() -> Result {
     // Push far more than the queue holds without yielding: the queue fills up.
     let big = Sdp("a".repeat(16 * 1024));
     let mut refused = 0;
-    for _ in 0..200 {
+    for _ in 0..1000 {
         if h.server
             .send(connection, ServerMessage::Offer { sdp: big.clone() })
             .is_err()
