@@ -119,8 +119,10 @@ pub struct Stats {
     pub dropped_records: u64,
     /// Records dropped by the replay window.
     pub replayed_records: u64,
-    /// Flights resent (timer or peer repeat).
+    /// Flights resent because the retransmission timer fired (RFC 6347 §4.2.4.1).
     pub retransmissions: u64,
+    /// Flights resent because the peer repeated its previous flight (RFC 6347 §4.2.4).
+    pub repeats_answered: u64,
     /// HelloVerifyRequests sent (server).
     pub hello_verify_requests: u64,
 }
@@ -786,7 +788,7 @@ impl Connection {
             }
         }
         if resend && !self.flight.is_empty() {
-            self.stats.retransmissions += 1;
+            self.stats.repeats_answered += 1;
             self.send_flight(now, false);
         }
         Ok(())
