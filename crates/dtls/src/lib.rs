@@ -6,22 +6,44 @@
 //! by fingerprint (RFC 8122, RFC 8827). No sockets, no clock, no async runtime: datagrams and
 //! `Instant`s go in; datagrams, events and deadlines come out.
 //!
+//! # Driving a server
+//!
+//! An endpoint that meets unknown addresses puts a [`HelloVerifier`] in front: it answers a
+//! ClientHello without a valid cookie with a HelloVerifyRequest and keeps nothing (RFC 6347
+//! §4.2.1). Once it says [`HelloCheck::Accept`], a [`Connection`] is made for that address
+//! and every later datagram from it goes there. (Alternatively, [`Connection::server`] does
+//! the cookie exchange itself, with [`Config::cookie_exchange`] on by default.)
+//!
 //! ```no_run
 //! # use std::{sync::Arc, time::Instant};
 //! # use callsec_dtls::*;
-//! # fn run(rng: &mut (impl rand_core::CryptoRngCore), peer_fp: Fingerprint, datagram: &[u8]) -> Result<(), Error> {
+//! # fn run(rng: &mut (impl rand_core::CryptoRngCore), peer_fp: Fingerprint, addr: &[u8], datagram: &[u8]) -> Result<(), Error> {
 //! let config = Arc::new(Config::new(Certificate::generate(rng)));
-//! // config.certificate.fingerprint() goes into SDP as `a=fingerprint:sha-256 AB:CD:...`.
-//! let mut conn = Connection::server(config, &[peer_fp], b"198.51.100.7:5000", rng)?;
-//! let now = Instant::now();
-//! conn.handle_datagram(now, datagram)?;
-//! while let Some(out) = conn.poll_transmit() { /* send `out` */ }
+//! // `config.certificate.fingerprint()` goes into SDP: `a=fingerprint:sha-256 AB:CD:...`;
+//! // `peer_fp` is what the peer's SDP said (`"sha-256 AB:..".parse()?`).
+//! let verifier = HelloVerifier::new(rng); // rotate() it every minute or so
+//! let mut conn = match verifier.check(addr, datagram) {
+//!     HelloCheck::Reply(hvr) => { /* send `hvr` to `addr` */ return Ok(()) }
+//!     HelloCheck::Drop => return Ok(()),
+//!     HelloCheck::Accept => Connection::server_verified(config, &[peer_fp], addr, rng)?,
+//! };
+//! // For this and every later datagram from `addr`:
+//! conn.handle_datagram(Instant::now(), datagram)?;
+//! while let Some(out) = conn.poll_transmit() { /* send `out` to `addr` */ }
 //! while let Some(event) = conn.poll_event() {
-//!     if let Event::Connected(c) = event { let _ = (c.srtp.local, c.srtp.remote); }
+//!     match event {
+//!         // The peer certificate matched `peer_fp`; `srtp.local` protects what we send.
+//!         Event::Connected(c) => { let _ = (c.profile, c.srtp.local, c.srtp.remote); }
+//!         Event::ApplicationData(_) | Event::Alert { .. } | Event::Closed { .. } => {}
+//!         _ => {}
+//!     }
 //! }
-//! let _next_wakeup = conn.poll_timeout();
+//! // Call `conn.handle_timeout(now)` at this instant, unless a datagram comes first.
+//! let _wake_at = conn.poll_timeout();
 //! # Ok(()) }
 //! ```
+//!
+//! A client is [`Connection::client`]; its first flight is ready at once.
 #![forbid(unsafe_code)]
 
 mod cert;
