@@ -150,6 +150,8 @@ pub struct Connection {
     /// us resend ours (RFC 6347 §4.2.4).
     peer_flight_start: Option<u16>,
     retransmit_at: Option<Instant>,
+    /// When we last resent our flight because the peer repeated its own.
+    last_repeat_answer: Option<Instant>,
     rto: Duration,
     handshake_deadline: Option<Instant>,
     transmits: VecDeque<Vec<u8>>,
@@ -479,6 +481,7 @@ impl Connection {
             flight: Vec::new(),
             peer_flight_start: None,
             retransmit_at: None,
+            last_repeat_answer: None,
             rto,
             handshake_deadline: None,
             transmits: VecDeque::new(),
@@ -787,8 +790,15 @@ impl Connection {
                 }
             }
         }
-        if resend && !self.flight.is_empty() {
+        // At most one answer per half initial timeout: copies of one repeated flight (or a
+        // peer replaying an old fragment) cannot make us send our flight again and again.
+        let quiet = self.config.initial_retransmit_timeout / 2;
+        let allowed = self
+            .last_repeat_answer
+            .is_none_or(|t| now.saturating_duration_since(t) >= quiet);
+        if resend && allowed && !self.flight.is_empty() {
             self.stats.repeats_answered += 1;
+            self.last_repeat_answer = Some(now);
             self.send_flight(now, false);
         }
         Ok(())

@@ -850,3 +850,29 @@ fn retransmitted_final_flight_answers_repeated_client_flight() {
     assert_eq!(p.server.stats().repeats_answered, 1);
     assert_eq!(p.server.stats().retransmissions, 0);
 }
+
+#[test]
+fn replayed_old_fragments_do_not_amplify() {
+    let mut p = Pair::new(61, Netem::default(), |c| c.cookie_exchange = false);
+    let ch = drain(&mut p.client);
+    for d in &ch {
+        p.server.handle_datagram(p.now, d).unwrap();
+    }
+    let _flight4 = drain(&mut p.server);
+    // The client's ClientHello arrives 100 more times at once (with fresh record numbers,
+    // as a peer replaying it would send): the server resends flight 4 once, not 100 times.
+    let rec = records(&ch[0]).remove(0);
+    for i in 0..100u64 {
+        p.server
+            .handle_datagram(p.now, &record(rec.0, rec.1, 1000 + i, &rec.3))
+            .unwrap();
+    }
+    assert_eq!(p.server.stats().repeats_answered, 1);
+    assert!(!drain(&mut p.server).is_empty());
+    // Later (the peer's next retransmission) it answers again.
+    let later = p.now + std::time::Duration::from_secs(1);
+    p.server
+        .handle_datagram(later, &record(rec.0, rec.1, 2000, &rec.3))
+        .unwrap();
+    assert_eq!(p.server.stats().repeats_answered, 2);
+}
