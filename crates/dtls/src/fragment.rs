@@ -269,3 +269,54 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any split of a message into (possibly overlapping, duplicated) fragments, delivered
+        /// in any order, reassembles to the message exactly once.
+        #[test]
+        fn any_fragmentation_reassembles(
+            body in proptest::collection::vec(any::<u8>(), 0..3000),
+            cuts in proptest::collection::vec(any::<u16>(), 0..20),
+            order in proptest::collection::vec(any::<u32>(), 0..40),
+        ) {
+            let len = body.len();
+            let mut points: Vec<usize> = cuts.iter().map(|c| usize::from(*c) % (len + 1)).collect();
+            points.extend([0, len]);
+            points.sort_unstable();
+            points.dedup();
+            let mut frags: Vec<(usize, usize)> = points.windows(2).map(|w| (w[0], w[1])).collect();
+            if frags.is_empty() {
+                frags.push((0, 0));
+            }
+            // Duplicates and overlaps: widen some fragments by a few bytes.
+            let extra: Vec<(usize, usize)> = frags.iter().take(3).map(|&(a, b)| (a.saturating_sub(3), (b + 3).min(len))).collect();
+            frags.extend(extra);
+            // Shuffle by the random keys.
+            let mut keyed: Vec<(u32, (usize, usize))> = frags.iter().enumerate().map(|(i, f)| (order.get(i).copied().unwrap_or(i as u32), *f)).collect();
+            keyed.sort_by_key(|k| k.0);
+            let mut r = Reassembler::default();
+            let mut out = Vec::new();
+            for (_, (a, b)) in keyed {
+                let h = HsHeader {
+                    msg_type: HandshakeType::CERTIFICATE,
+                    length: len as u32,
+                    message_seq: 0,
+                    fragment_offset: a as u32,
+                    fragment_length: (b - a) as u32,
+                };
+                let got = r.insert(&h, 0, &body[a..b]);
+                prop_assert!(got.is_ok());
+                while let Some(m) = r.pop() {
+                    out.push(m.body);
+                }
+            }
+            prop_assert_eq!(out, vec![body]);
+        }
+    }
+}
