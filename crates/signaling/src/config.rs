@@ -40,12 +40,15 @@ pub struct Limits {
     pub max_rate_violations: u32,
     /// Undecodable messages tolerated before the connection is closed (1008).
     pub max_protocol_errors: u32,
-    /// Connections (including those still handshaking) from one IP address.
+    /// Connections (including those still handshaking) from one IPv4 address or one
+    /// IPv6 /64 prefix.
     pub max_connections_per_address: usize,
     /// Connections in total.
     pub max_connections: usize,
-    /// Connections in the TLS/HTTP handshake at once; beyond it new TCP connections are
-    /// dropped without a reply.
+    /// Admitted connections in the TLS/HTTP handshake at once; beyond it new TCP
+    /// connections are dropped without a reply. Connections over the connection limits
+    /// get their HTTP 429/503 from a separate pool an eighth this size (at least one),
+    /// so they never take these slots; beyond that pool they are dropped too.
     pub max_pending_handshakes: usize,
     /// Largest message answered with an `error` instead of being processed. Messages up
     /// to four times this size are read and answered `message_too_large`; larger ones

@@ -2,7 +2,7 @@
 //! limits, rooms, revocation.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -147,6 +147,7 @@ impl Server {
         };
         let shared = Arc::new(Shared {
             pending: Arc::new(Semaphore::new(limits.max_pending_handshakes)),
+            refusing: Arc::new(Semaphore::new(refusal_slots(&limits))),
             decode: DecodeLimits {
                 max_message_size: limits.max_message_size,
                 max_sdp_size: limits.max_sdp_size,
@@ -318,17 +319,27 @@ struct Shared {
     certificate: Option<CertificateDer<'static>>,
     local_addr: SocketAddr,
     ws_config: WebSocketConfig,
+    /// Handshake slots of admitted connections.
     pending: Arc<Semaphore>,
+    /// Handshake slots of connections refused over the connection limits.
+    refusing: Arc<Semaphore>,
     state: Mutex<State>,
     store: Arc<Mutex<RevocationStore>>,
     next_id: AtomicU64,
     shutdown: watch::Sender<bool>,
 }
 
+/// Handshakes at once of connections refused over the connection limits: an eighth of
+/// `max_pending_handshakes`, at least one.
+fn refusal_slots(limits: &Limits) -> usize {
+    (limits.max_pending_handshakes / 8).max(1)
+}
+
 #[derive(Default)]
 struct State {
     /// Admitted TCP connections (handshaking or authenticated).
     open: usize,
+    /// Admitted connections per [`address_key`].
     per_address: HashMap<IpAddr, usize>,
     conns: HashMap<ConnectionId, Live>,
     rooms: HashMap<String, Vec<ConnectionId>>,
@@ -377,8 +388,23 @@ enum Refusal {
     PerAddress,
 }
 
+/// What connections are counted under for `max_connections_per_address`: the IPv4
+/// address, or the IPv6 /64 prefix (the smallest block one subscriber gets, RFC 6177 §2,
+/// so a host cannot step around the limit by cycling through its interface ids). An
+/// IPv4-mapped IPv6 address counts as its IPv4 address.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+    }
+}
+
 impl Admission {
     fn try_new(shared: &Arc<Shared>, ip: IpAddr) -> Result<Self, Refusal> {
+        let ip = address_key(ip);
         let mut state = lock(&shared.state);
         if state.open >= shared.limits.max_connections {
             return Err(Refusal::Total);
@@ -537,14 +563,22 @@ async fn accept_loop<H: CallHandler>(
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&shared.pending).try_acquire_owned() else {
+        let admission = Admission::try_new(&shared, remote.ip());
+        // Connections over the connection limits get their HTTP refusal from a small pool
+        // of their own: they must never hold the handshake slots admitted clients need
+        // (else one address could starve everyone by opening stalled connections).
+        let slots = if admission.is_ok() {
+            &shared.pending
+        } else {
+            &shared.refusing
+        };
+        let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
             warn!(target: AUDIT_TARGET, event = "limit", remote = %remote, limit = "pending_handshakes");
             drop(tcp);
             continue;
         };
         // Best effort: latency matters more than packet count for signaling.
         let _ = tcp.set_nodelay(true);
-        let admission = Admission::try_new(&shared, remote.ip());
         tokio::spawn(run_connection(
             Arc::clone(&shared),
             Arc::clone(&handler),
@@ -1295,4 +1329,26 @@ fn rejected(id: Option<u64>, mut message: String) -> ServerEnvelope {
         message.truncate(cut);
     }
     ServerEnvelope::error(id, ErrorCode::Rejected, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_counted_per_ipv4_address_and_ipv6_64() {
+        let key = |s: &str| address_key(s.parse().unwrap_or_else(|e| panic!("{s}: {e}")));
+        assert_eq!(key("192.0.2.7"), key("192.0.2.7"));
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(
+            key("2001:db8:1:2:abcd::9"),
+            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
+        );
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
+    }
 }

@@ -706,6 +706,42 @@ async fn handshake_timeout_and_pending_handshake_limit() -> Result {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_address_limit_do_not_take_handshake_slots() -> Result {
+    let h = Harness::with(|c| {
+        c.limits.max_connections_per_address = 2;
+        c.limits.max_pending_handshakes = 4;
+        c.limits.handshake_timeout = Duration::from_secs(10);
+    })
+    .await;
+    // Another loopback address opens stalled connections, far over its limit of two.
+    let mut attacker = Vec::new();
+    for _ in 0..12 {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind("127.0.0.2:0".parse()?)?;
+        attacker.push(socket.connect(h.server.local_addr()).await?);
+    }
+    // Those beyond its two admitted ones and the one refusal slot are dropped at once.
+    let mut dropped = 0;
+    for stream in &mut attacker {
+        let mut buf = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) = timeout(Duration::from_millis(200), stream.read(&mut buf)).await
+        {
+            dropped += 1;
+        }
+    }
+    assert!(dropped >= 9, "{dropped} dropped");
+    // An honest client from another address still finds a handshake slot.
+    let honest = timeout(
+        Duration::from_secs(5),
+        Client::connect(&h.client_config(Some(token("alice", "s1")))),
+    )
+    .await?;
+    assert!(honest.is_ok(), "{honest:?}");
+    drop(attacker);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_participant_limit() -> Result {
     let h = Harness::with(|c| c.limits.max_participants_per_room = 2).await;
     let mut clients = Vec::new();
