@@ -160,7 +160,7 @@ impl Server {
             local_addr,
             ws_config,
             state: Mutex::new(State::default()),
-            store: Arc::new(Mutex::new(store)),
+            store: Arc::new(store),
             next_id: AtomicU64::new(1),
             shutdown,
         });
@@ -214,7 +214,7 @@ impl Server {
         let at = unix_now();
         let store = Arc::clone(&self.shared.store);
         let owned = id.to_owned();
-        tokio::task::spawn_blocking(move || lock(&store).revoke(kind, &owned, at))
+        tokio::task::spawn_blocking(move || store.revoke(kind, &owned, at))
             .await
             .map_err(|e| StoreError::Io {
                 path: std::path::PathBuf::new(),
@@ -324,7 +324,7 @@ struct Shared {
     /// Handshake slots of connections refused over the connection limits.
     refusing: Arc<Semaphore>,
     state: Mutex<State>,
-    store: Arc<Mutex<RevocationStore>>,
+    store: Arc<RevocationStore>,
     next_id: AtomicU64,
     shutdown: watch::Sender<bool>,
 }
@@ -439,7 +439,10 @@ impl Shared {
     /// Checks revocation and registers, atomically with respect to [`Server::revoke`].
     fn register(&self, id: ConnectionId, claims: &Claims, live: Live) -> Result<(), TokenError> {
         let mut state = lock(&self.state);
-        if lock(&self.store).is_revoked(&claims.user_id, &claims.session_id, claims.issued()) {
+        if self
+            .store
+            .is_revoked(&claims.user_id, &claims.session_id, claims.issued())
+        {
             return Err(TokenError::Revoked);
         }
         state.conns.insert(id, live);
@@ -1147,7 +1150,10 @@ impl Connection {
                 "token is for another user or session",
             ));
         }
-        if lock(&self.shared.store).is_revoked(&claims.user_id, &claims.session_id, claims.issued())
+        if self
+            .shared
+            .store
+            .is_revoked(&claims.user_id, &claims.session_id, claims.issued())
         {
             return Step::Close(CloseReason::Revoked);
         }

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -28,13 +29,6 @@ pub enum RevocationKind {
     Session,
     /// Every token of one user id issued up to the revocation time.
     User,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Record {
-    kind: RevocationKind,
-    id: String,
-    at: u64,
 }
 
 /// Errors of the revocation store.
@@ -59,13 +53,16 @@ pub enum StoreError {
     },
 }
 
-/// The revocations in memory, mirrored by the file.
+/// The revocations in memory, mirrored by the file. Shared by reference: appends
+/// serialise on the file, while [`RevocationStore::is_revoked`] only ever waits for
+/// an in-memory update, never for a disk write.
 #[derive(Debug)]
 pub struct RevocationStore {
     path: PathBuf,
-    file: File,
-    sessions: HashMap<String, u64>,
-    users: HashMap<String, u64>,
+    /// Held across an append and its fsync.
+    file: Mutex<File>,
+    /// Held only for in-memory reads and updates.
+    revoked: Mutex<Revoked>,
 }
 
 impl RevocationStore {
@@ -85,22 +82,18 @@ impl RevocationStore {
             .create(true)
             .open(&path)
             .map_err(io_err)?;
+        // A file just created is only durable once its directory entry is.
+        sync_parent_dir(&path).map_err(io_err)?;
         let mut contents = Vec::new();
         file.read_to_end(&mut contents).map_err(io_err)?;
-        let mut sessions = HashMap::new();
-        let mut users = HashMap::new();
+        let mut revoked = Revoked::default();
         let mut good_len = 0usize;
         let lines: Vec<&[u8]> = contents.split_inclusive(|&b| b == b'\n').collect();
         for (i, line) in lines.iter().enumerate() {
             let complete = line.ends_with(b"\n");
             match serde_json::from_slice::<Record>(line) {
                 Ok(rec) if complete => {
-                    let map = match rec.kind {
-                        RevocationKind::Session => &mut sessions,
-                        RevocationKind::User => &mut users,
-                    };
-                    let at = map.entry(rec.id).or_insert(rec.at);
-                    *at = (*at).max(rec.at);
+                    revoked.insert(rec.kind, rec.id, rec.at);
                     good_len += line.len();
                 }
                 // A torn final append: drop it.
@@ -115,41 +108,37 @@ impl RevocationStore {
         }
         Ok(Self {
             path,
-            file,
-            sessions,
-            users,
+            file: Mutex::new(file),
+            revoked: Mutex::new(revoked),
         })
     }
 
     /// Appends a revocation and waits for it to reach the disk (fsync) before
-    /// updating memory.
+    /// updating memory. Blocks for the disk write: call it off the async runtime.
     ///
     /// # Errors
-    /// On I/O failure; memory is then unchanged.
-    pub fn revoke(&mut self, kind: RevocationKind, id: &str, at: u64) -> Result<(), StoreError> {
+    /// On I/O failure; memory is then unchanged, and a partly written record is cut
+    /// off again so that the next append starts on a line of its own.
+    pub fn revoke(&self, kind: RevocationKind, id: &str, at: u64) -> Result<(), StoreError> {
+        let io_err = |source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        };
         let mut line = serde_json::to_vec(&Record {
             kind,
             id: id.to_owned(),
             at,
         })
-        .map_err(|e| StoreError::Io {
-            path: self.path.clone(),
-            source: e.into(),
-        })?;
+        .map_err(|e| io_err(e.into()))?;
         line.push(b'\n');
-        self.file
-            .write_all(&line)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|source| StoreError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
-        let map = match kind {
-            RevocationKind::Session => &mut self.sessions,
-            RevocationKind::User => &mut self.users,
-        };
-        let entry = map.entry(id.to_owned()).or_insert(at);
-        *entry = (*entry).max(at);
+        let mut file = lock(&self.file);
+        let len = file.metadata().map_err(io_err)?.len();
+        if let Err(e) = file.write_all(&line).and_then(|()| file.sync_data()) {
+            // Best effort: if this fails too, reopening cuts a torn last line anyway.
+            let _ = file.set_len(len).and_then(|()| file.sync_data());
+            return Err(io_err(e));
+        }
+        lock(&self.revoked).insert(kind, id.to_owned(), at);
         Ok(())
     }
 
@@ -157,14 +146,16 @@ impl RevocationStore {
     /// the epoch), is revoked.
     #[must_use]
     pub fn is_revoked(&self, user_id: &str, session_id: &str, issued: u64) -> bool {
-        self.sessions.contains_key(session_id)
-            || self.users.get(user_id).is_some_and(|&at| issued <= at)
+        let revoked = lock(&self.revoked);
+        revoked.sessions.contains_key(session_id)
+            || revoked.users.get(user_id).is_some_and(|&at| issued <= at)
     }
 
     /// Number of records held.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.sessions.len() + self.users.len()
+        let revoked = lock(&self.revoked);
+        revoked.sessions.len() + revoked.users.len()
     }
 
     /// Whether the store holds no revocation.
@@ -172,6 +163,49 @@ impl RevocationStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Record {
+    kind: RevocationKind,
+    id: String,
+    at: u64,
+}
+
+/// Revocation time by session id and by user id (the latest one per id).
+#[derive(Debug, Default)]
+struct Revoked {
+    sessions: HashMap<String, u64>,
+    users: HashMap<String, u64>,
+}
+
+impl Revoked {
+    fn insert(&mut self, kind: RevocationKind, id: String, at: u64) {
+        let map = match kind {
+            RevocationKind::Session => &mut self.sessions,
+            RevocationKind::User => &mut self.users,
+        };
+        let entry = map.entry(id).or_insert(at);
+        *entry = (*entry).max(at);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(unix)]
+fn sync_parent_dir(path: &Path) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_parent_dir(_path: &Path) -> io::Result<()> {
+    Ok(())
 }
 
 #[cfg(test)]
@@ -188,7 +222,7 @@ mod tests {
     fn persists_across_reopen() {
         let path = temp_path("reopen");
         {
-            let mut s = RevocationStore::open(&path).unwrap();
+            let s = RevocationStore::open(&path).unwrap();
             assert!(s.is_empty());
             s.revoke(RevocationKind::Session, "s1", 100).unwrap();
             s.revoke(RevocationKind::User, "bob", 200).unwrap();
@@ -214,7 +248,7 @@ mod tests {
         )
         .unwrap();
         {
-            let mut s = RevocationStore::open(&path).unwrap();
+            let s = RevocationStore::open(&path).unwrap();
             assert!(s.is_revoked("x", "s1", 0));
             s.revoke(RevocationKind::Session, "s2", 2).unwrap();
         }
