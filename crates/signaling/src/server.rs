@@ -1293,10 +1293,12 @@ fn token_deadline(shared: &Shared, claims: &Claims) -> Instant {
     if !shared.limits.close_at_token_expiry {
         return now + FAR_FUTURE;
     }
-    let end = claims
-        .expires_at
-        .saturating_add(shared.validator.leeway().as_secs());
-    now + Duration::from_secs(end.saturating_sub(unix_now())).min(FAR_FUTURE)
+    let end = Duration::from_secs(claims.expires_at) + shared.validator.leeway();
+    // Sub-second wall clock: whole seconds would close up to a second late.
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    now + end.saturating_sub(wall).min(FAR_FUTURE)
 }
 
 /// Resolves when the server shuts down.
