@@ -18,10 +18,12 @@ use tokio::time::timeout;
 
 type Result = std::result::Result<(), Box<dyn std::error::Error>>;
 
+/// The next message or close. The timeout only bounds a hang: timing claims are
+/// asserted separately, and a loaded machine must not fail a test that works.
 async fn recv(client: &mut Client) -> Incoming {
-    timeout(Duration::from_secs(2), client.recv())
+    timeout(Duration::from_secs(5), client.recv())
         .await
-        .expect("nothing received in 2 s")
+        .expect("nothing received in 5 s")
         .unwrap()
 }
 
@@ -531,16 +533,19 @@ async fn auth_timeout_idle_timeout_and_session_length_fire() -> Result {
         recv_close(&mut silent).await,
         (4002, "authentication timeout".into())
     );
-    assert!(start.elapsed() < Duration::from_millis(1000));
+    assert!(start.elapsed() < Duration::from_millis(2000));
 
-    // Idle: nothing sent after authenticating.
-    let start = Instant::now();
+    // Idle: nothing sent after authenticating. The timer starts during the connect, so
+    // "not early" is measured from before it and "not late" (with room for a loaded
+    // machine) from after it.
+    let before = Instant::now();
     let mut idle = h.connect(token("alice", "s1")).await;
+    let after = Instant::now();
     assert_eq!(recv_close(&mut idle).await, (4015, "idle timeout".into()));
-    let e = start.elapsed();
+    let (longest, shortest) = (before.elapsed(), after.elapsed());
     assert!(
-        e >= Duration::from_millis(450) && e < Duration::from_millis(1500),
-        "{e:?}"
+        longest >= Duration::from_millis(500) && shortest < Duration::from_millis(2000),
+        "{longest:?} {shortest:?}"
     );
 
     // Pings keep it from idling, but not past the maximum session length.
@@ -557,7 +562,7 @@ async fn auth_timeout_idle_timeout_and_session_length_fire() -> Result {
     assert_eq!(closed, (4014, "session length exceeded".into()));
     let e = start.elapsed();
     assert!(
-        e >= Duration::from_millis(1250) && e < Duration::from_millis(2500),
+        e >= Duration::from_millis(1250) && e < Duration::from_millis(3000),
         "{e:?}"
     );
     Ok(())
@@ -1015,7 +1020,7 @@ async fn shutdown_closes_every_connection_and_stops_accepting() -> Result {
         (1001, "server shutting down".into())
     );
     assert!(
-        start.elapsed() < Duration::from_millis(500),
+        start.elapsed() < Duration::from_secs(1),
         "{:?}",
         start.elapsed()
     );
@@ -1183,7 +1188,8 @@ async fn token_expiry_closes_unless_refreshed_in_band() -> Result {
         })
         .await?;
     assert_eq!(error_code(&other), ErrorCode::InvalidState);
-    // Alice did not refresh: closed at expiry.
+    // Alice did not refresh: closed at expiry, between one and two seconds from now
+    // (exp has whole-second resolution).
     assert_eq!(recv_close(&mut alice).await, (4008, "token expired".into()));
     let e = start.elapsed();
     assert!(

@@ -143,15 +143,16 @@ impl Harness {
             .0
     }
 
-    /// Next thing the handler saw, within a second.
+    /// Next thing the handler saw. The timeout only bounds a hang; tests assert their
+    /// timing claims (such as revocation within a second) separately.
     pub async fn next_seen(&mut self) -> Seen {
-        tokio::time::timeout(Duration::from_secs(1), self.seen.recv())
+        tokio::time::timeout(Duration::from_secs(5), self.seen.recv())
             .await
-            .expect("handler saw nothing within 1 s")
+            .expect("handler saw nothing within 5 s")
             .unwrap()
     }
 
-    /// Waits (up to a second) for a disconnect notification.
+    /// Waits for a disconnect notification.
     pub async fn next_disconnect(&mut self) -> (Peer, CloseReason) {
         loop {
             if let Seen::Disconnected(p, r) = self.next_seen().await {
