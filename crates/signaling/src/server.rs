@@ -436,14 +436,19 @@ impl Drop for Admission {
 }
 
 impl Shared {
-    /// Checks revocation and registers, atomically with respect to [`Server::revoke`].
-    fn register(&self, id: ConnectionId, claims: &Claims, live: Live) -> Result<(), TokenError> {
+    /// Checks revocation and shutdown and registers, atomically with respect to
+    /// [`Server::revoke`] and [`Server::shutdown`] (which set their flag or record
+    /// before they take the registry lock to close what is registered).
+    fn register(&self, id: ConnectionId, claims: &Claims, live: Live) -> Result<(), CloseReason> {
         let mut state = lock(&self.state);
+        if *self.shutdown.borrow() {
+            return Err(CloseReason::Shutdown);
+        }
         if self
             .store
             .is_revoked(&claims.user_id, &claims.session_id, claims.issued())
         {
-            return Err(TokenError::Revoked);
+            return Err(CloseReason::Auth(TokenError::Revoked));
         }
         state.conns.insert(id, live);
         Ok(())
@@ -827,8 +832,10 @@ async fn session<H: CallHandler>(
         outbound,
         kill,
     };
-    if let Err(e) = shared.register(id, &claims, live) {
-        return refuse_auth(ws, remote, CloseReason::Auth(e)).await;
+    match shared.register(id, &claims, live) {
+        Ok(()) => {}
+        Err(CloseReason::Shutdown) => return close(&mut ws, CloseReason::Shutdown).await,
+        Err(reason) => return refuse_auth(ws, remote, reason).await,
     }
     // Unregisters on every exit path, panics included.
     let registration = Registration {
