@@ -15,6 +15,12 @@
 //!
 //! Tokens and SDP are never logged: [`crate::protocol::Token`] and [`crate::protocol::Sdp`]
 //! redact themselves in `Debug`, and no event records a message body.
+//!
+//! One caveat outside this crate: `tungstenite` logs the client's upgrade request
+//! (`Authorization` header included) and every frame's payload (`auth` messages, SDP) at
+//! TRACE through the `log` crate. [`json_subscriber`] does not capture `log` records; an
+//! application that bridges `log` into `tracing` (e.g. `tracing_log::LogTracer`) must
+//! keep the `tungstenite` and `tokio_tungstenite` targets below TRACE.
 
 use tracing::Subscriber;
 use tracing_subscriber::fmt::MakeWriter;

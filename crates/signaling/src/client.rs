@@ -41,8 +41,8 @@ pub enum TokenPlacement {
     FirstMessage,
 }
 
-/// Client settings.
-#[derive(Clone, Debug)]
+/// Client settings. `Debug` leaves the token out.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ClientConfig {
     /// Server address.
@@ -74,6 +74,20 @@ impl ClientConfig {
             placement: TokenPlacement::Header,
             origin: None,
         }
+    }
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("addr", &self.addr)
+            .field("server_name", &self.server_name)
+            .field("path", &self.path)
+            .field("tls", &self.tls)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("placement", &self.placement)
+            .field("origin", &self.origin)
+            .finish()
     }
 }
 
@@ -357,5 +371,25 @@ impl Client {
         self.ws.close(None).await?;
         while let Some(Ok(_)) = self.ws.next().await {}
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_debug_leaves_the_token_out() {
+        let config = ClientConfig::new(
+            SocketAddr::from(([127, 0, 0, 1], 443)),
+            ClientTls::Plaintext,
+            Some("eyJhbGciOiJIUzI1NiJ9.e30.c2VjcmV0".into()),
+        );
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("eyJ") && !debug.contains("c2VjcmV0"),
+            "{debug}"
+        );
+        assert!(debug.contains("<redacted>"), "{debug}");
     }
 }
