@@ -574,7 +574,9 @@ impl Connection {
         }
     }
 
-    /// Sends application data in one record (at most 2^14 bytes).
+    /// Sends application data as one record in one datagram (at most 2^14 bytes). Keep it
+    /// under the path MTU less the record overhead (13-byte header plus 24 bytes for GCM, at
+    /// most 52 for CBC): DTLS does not fragment application data (RFC 6347 §4.1.1).
     pub fn send(&mut self, data: &[u8]) -> Result<(), Error> {
         if !self.is_connected() {
             return Err(if self.is_closed() {
