@@ -695,18 +695,12 @@ fn check_upgrade(
         }
         None => {}
     }
-    if let Some(query) = request.uri().query() {
-        let q = query.to_ascii_lowercase();
-        if ["token", "jwt", "auth", "bearer"]
-            .iter()
-            .any(|k| q.contains(k))
-        {
-            warn!(target: AUDIT_TARGET, event = "handshake_refused", remote = %remote, reason = "token_in_url");
-            return Err(refuse(
-                StatusCode::BAD_REQUEST,
-                "credentials are not accepted in the URL",
-            ));
-        }
+    if carries_credentials(request.uri()) {
+        warn!(target: AUDIT_TARGET, event = "handshake_refused", remote = %remote, reason = "token_in_url");
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "credentials are not accepted in the URL",
+        ));
     }
     if let Some(origin) = request.headers().get(header::ORIGIN) {
         let allowed = origin.to_str().is_ok_and(|o| {
@@ -741,6 +735,39 @@ fn check_upgrade(
         }
     }
     Ok(response)
+}
+
+/// Whether the request target carries what looks like a credential: a query parameter
+/// named like one, or a JWS compact serialization (`eyJ…` with a `.`) in the path or
+/// query. Tokens in URLs end up in access logs and proxies, so such upgrades are refused
+/// even though the token would never be read from there.
+fn carries_credentials(uri: &tokio_tungstenite::tungstenite::http::Uri) -> bool {
+    const NAMES: &[&str] = &[
+        "token",
+        "access_token",
+        "id_token",
+        "jwt",
+        "auth",
+        "authorization",
+        "bearer",
+    ];
+    let query = uri.query().unwrap_or_default();
+    let named = query.split('&').any(|pair| {
+        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
+        NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+    });
+    named || looks_like_jws(uri.path()) || looks_like_jws(query)
+}
+
+/// Whether `s` holds a base64url run starting `eyJ` (a JSON object) that contains a `.`.
+fn looks_like_jws(s: &str) -> bool {
+    s.match_indices("eyJ").any(|(at, _)| {
+        s.get(at..).is_some_and(|rest| {
+            rest.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+                .next()
+                .is_some_and(|run| run.contains('.'))
+        })
+    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1349,6 +1376,24 @@ fn rejected(id: Option<u64>, mut message: String) -> ServerEnvelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_the_url_are_recognised() {
+        let jws = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln";
+        for (target, carries) in [
+            ("/", false),
+            ("/?room=r1&author=bob&authenticated=1", false),
+            ("/calls/eyJfoo", false),
+            ("/?access_token=x", true),
+            ("/?room=r1&TOKEN", true),
+            ("/?Authorization=Bearer%20x", true),
+            (&format!("/?t={jws}") as &str, true),
+            (&format!("/calls/{jws}"), true),
+        ] {
+            let uri = target.parse().unwrap_or_else(|e| panic!("{target}: {e}"));
+            assert_eq!(carries_credentials(&uri), carries, "{target}");
+        }
+    }
 
     #[test]
     fn addresses_are_counted_per_ipv4_address_and_ipv6_64() {

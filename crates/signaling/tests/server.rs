@@ -341,13 +341,23 @@ async fn each_bad_token_is_refused_with_its_reason() -> Result {
     let mut c = Client::open(&cfg).await?;
     c.send(ClientMessage::Ping).await?;
     assert_eq!(recv_close(&mut c).await, (4001, "token missing".into()));
-    // Token in the URL: refused before the upgrade.
-    let mut cfg = h.client_config(None);
-    cfg.path = format!("/?access_token={}", token("alice", "s1"));
-    assert!(matches!(
-        Client::open(&cfg).await,
-        Err(ClientError::Rejected { status: 400 })
-    ));
+    // Token in the URL: refused before the upgrade, whether named or not.
+    for path in [
+        format!("/?access_token={}", token("alice", "s1")),
+        format!("/?t={}", token("alice", "s1")),
+        format!("/{}", token("alice", "s1")),
+    ] {
+        let mut cfg = h.client_config(None);
+        cfg.path = path;
+        assert!(matches!(
+            Client::open(&cfg).await,
+            Err(ClientError::Rejected { status: 400 })
+        ));
+    }
+    // An innocent query is not mistaken for one.
+    let mut cfg = h.client_config(Some(token("alice", "s1")));
+    cfg.path = "/?room=r1&author=alice".into();
+    assert!(Client::connect(&cfg).await.is_ok());
     // And the same token in the header is fine.
     assert!(
         Client::connect(&h.client_config(Some(token("alice", "s1"))))
