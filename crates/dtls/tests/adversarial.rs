@@ -876,3 +876,54 @@ fn replayed_old_fragments_do_not_amplify() {
         .unwrap();
     assert_eq!(p.server.stats().repeats_answered, 2);
 }
+
+#[test]
+fn truncated_client_messages_are_decode_errors() {
+    // Certificate, ClientKeyExchange, CertificateVerify from the client: one byte short.
+    for ty in [11u8, 16, 15] {
+        let (mut p, f4) = pair_at_flight4(70 + u64::from(ty));
+        p.client.handle_datagram(p.now, &reassemble(&f4)).unwrap();
+        let mut f5: Vec<_> = drain(&mut p.client)
+            .iter()
+            .flat_map(|d| records(d))
+            .collect();
+        let r = f5
+            .iter_mut()
+            .find(|r| r.0 == 22 && r.1 == 0 && hs_type(r) == ty)
+            .unwrap();
+        let len = r.3.len() - 12 - 1;
+        let body = r.3[12..12 + len].to_vec();
+        let seq = u16::from_be_bytes([r.3[4], r.3[5]]);
+        r.3 = message(ty, seq, &body);
+        let res = p.server.handle_datagram(p.now, &reassemble(&f5));
+        assert!(matches!(res, Err(Error::Decode(_))), "type {ty}: {res:?}");
+        assert_eq!(
+            plaintext_alerts(&drain(&mut p.server)),
+            vec![(2, 50)],
+            "type {ty}"
+        );
+        still_works(p.server);
+    }
+}
+
+#[test]
+fn truncated_hello_verify_request_is_a_decode_error() {
+    let mut rng = ChaCha20Rng::seed_from_u64(80);
+    let config = Arc::new(Config::new(Certificate::generate(&mut rng)));
+    let mut c = Connection::client(
+        config,
+        &[Fingerprint::from_bytes([0; 32])],
+        Instant::now(),
+        &mut rng,
+    )
+    .unwrap();
+    let _ = drain(&mut c);
+    // Cookie length 4 announced, 3 present.
+    let r = c.handle_datagram(
+        Instant::now(),
+        &record(22, 0, 0, &message(3, 0, &[0xfe, 0xff, 4, 1, 2, 3])),
+    );
+    assert!(matches!(r, Err(Error::Decode(_))), "{r:?}");
+    assert_eq!(plaintext_alerts(&drain(&mut c)), vec![(2, 50)]);
+    still_works(c);
+}
