@@ -300,6 +300,14 @@ impl Client {
         Ok(self.ws.send(Message::Ping(Vec::new().into())).await?)
     }
 
+    /// Sends an unsolicited WebSocket pong (a one-way heartbeat, RFC 6455 §5.5.3).
+    ///
+    /// # Errors
+    /// Transport failure.
+    pub async fn send_pong(&mut self) -> Result<(), ClientError> {
+        Ok(self.ws.send(Message::Pong(Vec::new().into())).await?)
+    }
+
     /// Sends `message` and waits for the reply carrying its id; messages without that id
     /// are kept for [`Client::recv`].
     ///

@@ -1019,10 +1019,13 @@ impl Connection {
                         Some(Err(WsError::Capacity(_))) => Step::Close(CloseReason::MessageTooBig),
                         Some(Err(WsError::Utf8(_))) => Step::Close(CloseReason::InvalidUtf8),
                         Some(Err(_)) | Some(Ok(Message::Close(_))) => Step::Close(CloseReason::PeerClosed),
-                        Some(Ok(Message::Ping(_))) => {
+                        // Control frames cost a read and (pings) a write too: rate-limited
+                        // like messages, but they do not count as activity.
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
                             if self.bucket.try_take(Instant::now()) { Step::Continue } else { self.rate_limited() }
                         }
-                        Some(Ok(Message::Pong(_) | Message::Frame(_))) => Step::Continue,
+                        // Only ever produced when sending.
+                        Some(Ok(Message::Frame(_))) => Step::Continue,
                         Some(Ok(Message::Text(t))) => {
                             idle.as_mut().reset(Instant::now() + limits.idle_timeout);
                             self.on_message(t.as_bytes(), handler).await

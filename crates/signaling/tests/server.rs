@@ -640,6 +640,35 @@ async fn message_rate_limit_answers_then_closes() -> Result {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_frames_count_against_the_message_rate() -> Result {
+    let h = Harness::with(|c| {
+        c.limits.messages_per_second = 1;
+        c.limits.message_burst = 2;
+        c.limits.max_rate_violations = 3;
+    })
+    .await;
+    for pings in [true, false] {
+        let mut c = h.connect(token("alice", "s1")).await;
+        for _ in 0..20 {
+            let sent = if pings {
+                c.send_ping().await
+            } else {
+                c.send_pong().await
+            };
+            if sent.is_err() {
+                break;
+            }
+        }
+        assert_eq!(
+            recv_close(&mut c).await,
+            (1008, "rate limit exceeded".into()),
+            "pings: {pings}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limits_per_address_and_total() -> Result {
     let h = Harness::with(|c| c.limits.max_connections_per_address = 2).await;
     let a = h.connect(token("a", "1")).await;
