@@ -268,3 +268,115 @@ fn timeouts_within(elapsed: Duration) -> u64 {
     }
     n
 }
+
+/// The endpoint flow: a stateless HelloVerifier in front until it accepts, then a connection
+/// made with `server_verified`; under loss, duplication and reordering.
+#[test]
+fn hello_verifier_in_front_under_loss() {
+    use callsec_dtls::{Connection, HelloCheck, HelloVerifier};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::{RngCore, SeedableRng};
+    use std::time::Instant;
+
+    for seed in 0..100u64 {
+        let (cc, sc) = common::configs(seed, |c| c.handshake_timeout = Duration::from_secs(600));
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let mut net = ChaCha20Rng::seed_from_u64(seed ^ 0x5eed);
+        let mut lossy = |d: Vec<u8>| -> Vec<Vec<u8>> {
+            let r = net.next_u32() % 100;
+            match r {
+                0..30 => vec![],
+                30..40 => vec![d.clone(), d],
+                _ => vec![d],
+            }
+        };
+        let start = Instant::now();
+        let mut now = start;
+        let mut verifier = HelloVerifier::new(&mut rng);
+        let addr = b"192.0.2.9:1234";
+        let mut client =
+            Connection::client(cc.clone(), &[sc.certificate.fingerprint()], now, &mut rng).unwrap();
+        let mut server: Option<Connection> = None;
+        let mut replies = 0;
+        let mut last_rotation = start;
+        for _ in 0..10_000 {
+            if client.is_connected() && server.as_ref().is_some_and(Connection::is_connected) {
+                break;
+            }
+            let mut to_server = Vec::new();
+            while let Some(d) = client.poll_transmit() {
+                to_server.extend(lossy(d));
+            }
+            let mut to_client = Vec::new();
+            for d in to_server {
+                match server.as_mut() {
+                    Some(s) => {
+                        let _ = s.handle_datagram(now, &d);
+                    }
+                    None => match verifier.check(addr, &d) {
+                        HelloCheck::Reply(hvr) => {
+                            replies += 1;
+                            to_client.extend(lossy(hvr));
+                        }
+                        HelloCheck::Drop => {}
+                        HelloCheck::Accept => {
+                            let mut s = Connection::server_verified(
+                                sc.clone(),
+                                &[cc.certificate.fingerprint()],
+                                addr,
+                                &mut rng,
+                            )
+                            .unwrap();
+                            let _ = s.handle_datagram(now, &d);
+                            server = Some(s);
+                        }
+                    },
+                }
+            }
+            if let Some(s) = server.as_mut() {
+                while let Some(d) = s.poll_transmit() {
+                    to_client.extend(lossy(d));
+                }
+            }
+            let moved = !to_client.is_empty();
+            for d in to_client {
+                let _ = client.handle_datagram(now, &d);
+            }
+            if !moved {
+                let next = [
+                    client.poll_timeout(),
+                    server.as_ref().and_then(Connection::poll_timeout),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("something pending");
+                now = now.max(next);
+                let _ = client.handle_timeout(now);
+                if let Some(s) = server.as_mut() {
+                    let _ = s.handle_timeout(now);
+                }
+            }
+            // Rotating every 30 s never breaks a handshake in progress.
+            if now.duration_since(last_rotation) >= Duration::from_secs(30) {
+                verifier.rotate(&mut rng);
+                last_rotation = now;
+            }
+        }
+        let server = server.expect("accepted");
+        assert!(
+            client.is_connected() && server.is_connected(),
+            "seed {seed}"
+        );
+        assert!(replies >= 1);
+        let mut a = [0u8; 32];
+        let mut b = [0u8; 32];
+        client
+            .export_keying_material(b"EXTRACTOR-dtls_srtp", None, &mut a)
+            .unwrap();
+        server
+            .export_keying_material(b"EXTRACTOR-dtls_srtp", None, &mut b)
+            .unwrap();
+        assert_eq!(a, b);
+    }
+}
