@@ -201,8 +201,9 @@ impl Server {
 
     /// Revokes every token of a user issued up to now: persists it, closes all the
     /// user's live sockets like [`Server::revoke_session`], and from now on refuses the
-    /// user's tokens whose `iat` (else `nbf`) is at or before this second, so the host can
-    /// let the user back in later with a freshly issued token.
+    /// user's tokens whose `iat` (else `nbf`) is at or before this second plus the
+    /// clock-skew leeway ([`crate::AuthConfig::leeway`]), so the host can let the user
+    /// back in later with a freshly issued token.
     ///
     /// # Errors
     /// When the revocation could not be persisted; nothing is closed then.
@@ -444,14 +445,22 @@ impl Shared {
         if *self.shutdown.borrow() {
             return Err(CloseReason::Shutdown);
         }
-        if self
-            .store
-            .is_revoked(&claims.user_id, &claims.session_id, claims.issued())
-        {
+        if self.is_revoked(claims) {
             return Err(CloseReason::Auth(TokenError::Revoked));
         }
         state.conns.insert(id, live);
         Ok(())
+    }
+
+    /// Whether `claims` are revoked. A user revocation also covers tokens stamped up to
+    /// the clock-skew leeway after it: the issuer's clock may run ahead of ours, and a
+    /// token minted just before the revocation must not get through.
+    fn is_revoked(&self, claims: &Claims) -> bool {
+        let issued = claims
+            .issued()
+            .saturating_sub(self.validator.leeway().as_secs());
+        self.store
+            .is_revoked(&claims.user_id, &claims.session_id, issued)
     }
 
     /// Removes the connection and its room membership; tells the room.
@@ -1187,11 +1196,7 @@ impl Connection {
                 "token is for another user or session",
             ));
         }
-        if self
-            .shared
-            .store
-            .is_revoked(&claims.user_id, &claims.session_id, claims.issued())
-        {
+        if self.shared.is_revoked(&claims) {
             return Step::Close(CloseReason::Revoked);
         }
         if self

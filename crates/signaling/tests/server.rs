@@ -515,9 +515,17 @@ async fn revoked_user_is_closed_and_old_tokens_refused() -> Result {
         closed_code(Client::connect(&h.client_config(Some(token("mallory", "m3")))).await).0,
         4012
     );
-    // A token issued after the revocation is accepted.
-    let mut fresh = claims("mallory", "m4");
-    fresh["iat"] = json!(common::now() + 2);
+    // A token stamped within the clock-skew leeway (30 s) after the revocation may have
+    // been minted before it by an issuer whose clock runs ahead: refused.
+    let mut skewed = claims("mallory", "m4");
+    skewed["iat"] = json!(common::now() + 20);
+    assert_eq!(
+        closed_code(Client::connect(&h.client_config(Some(sign(&skewed)))).await).0,
+        4012
+    );
+    // A token issued after that is accepted.
+    let mut fresh = claims("mallory", "m5");
+    fresh["iat"] = json!(common::now() + 40);
     assert!(
         Client::connect(&h.client_config(Some(sign(&fresh))))
             .await
