@@ -300,6 +300,8 @@ fn callsec_client_openssl_server(suite: CipherSuite, profile: ProtectionProfile)
     );
     let theirs = peer.keying_material();
     check_keys(&conn, &events, &theirs, profile, true);
+    // s_server runs the stateless cookie exchange: our client followed one HelloVerifyRequest.
+    assert_eq!(conn.stats().hello_verify_requests, 1);
     // Application data reaches OpenSSL, which prints it.
     conn.send(b"hello-from-callsec\n").unwrap();
     while let Some(d) = conn.poll_transmit() {

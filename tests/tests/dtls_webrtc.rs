@@ -172,6 +172,8 @@ fn case(suite: CipherSuite, profile: ProtectionProfile, callsec_is_client: bool)
     };
     let _ = our_addr;
     let (km, conn) = run_callsec(conn, ours);
+    // Both servers run the stateless cookie exchange (callsec by default, webrtc-dtls always).
+    assert_eq!(conn.stats().hello_verify_requests, 1);
     let outcome = rt.block_on(webrtc).unwrap();
     assert_eq!(outcome.profile as u16, profile.id());
     assert_eq!(outcome.keying_material, km, "keying material differs");

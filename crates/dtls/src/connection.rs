@@ -123,7 +123,7 @@ pub struct Stats {
     pub retransmissions: u64,
     /// Flights resent because the peer repeated its previous flight (RFC 6347 §4.2.4).
     pub repeats_answered: u64,
-    /// HelloVerifyRequests sent (server).
+    /// HelloVerifyRequests sent (server) or answered with a new ClientHello (client).
     pub hello_verify_requests: u64,
 }
 
@@ -934,6 +934,7 @@ impl Connection {
             return Err(Error::ProtocolVersion);
         }
         c.hello_verifies += 1;
+        self.stats.hello_verify_requests += 1;
         // The HelloVerifyRequest reused our record sequence number (RFC 6347 §4.2.1) and a
         // stateless server may count its own records from anywhere: start the epoch-0
         // window afresh.

@@ -74,6 +74,7 @@ fn every_suite_and_profile() {
                     p.server.stats()
                 );
                 assert_eq!(p.server.stats().hello_verify_requests, u64::from(cookie));
+                assert_eq!(p.client.stats().hello_verify_requests, u64::from(cookie));
                 assert_eq!(p.elapsed(), Duration::ZERO);
             }
         }
