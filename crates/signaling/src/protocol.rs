@@ -254,7 +254,8 @@ pub enum ErrorCode {
     MessageTooLarge,
     /// The SDP exceeds the configured maximum SDP size.
     SdpTooLarge,
-    /// Too many messages per second; this message was dropped.
+    /// Too many messages per second; this message was dropped unread, so the `error`
+    /// carries no `id`.
     RateLimited,
     /// The message is not valid in the current state (e.g. `auth` twice, `join` twice).
     InvalidState,

@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use callsec_signaling::audit::{AUDIT_TARGET, json_subscriber};
-use callsec_signaling::{Client, ClientMessage, Incoming, Sdp};
+use callsec_signaling::{
+    Client, ClientMessage, Incoming, Sdp, ServerMessage, Token, TokenPlacement,
+};
 use common::{Harness, claims, sign, token};
 use serde_json::{Value, json};
 
@@ -57,7 +59,7 @@ async fn audit_log_records_events_and_never_secrets() {
 
     let h = Harness::with(|c| {
         c.limits.messages_per_second = 1;
-        c.limits.message_burst = 1;
+        c.limits.message_burst = 2;
         c.limits.max_participants_per_room = 1;
         c.allowed_origins = vec!["https://app.example".into()];
     })
@@ -68,7 +70,6 @@ async fn audit_log_records_events_and_never_secrets() {
         .request(ClientMessage::Join { room: "r1".into() })
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let secret_sdp = "v=0\r\na=ice-pwd:SDPSECRETPASSWORD0123\r\na=fingerprint:sha-256 AB:CD\r\n";
     alice
         .request(ClientMessage::Offer {
@@ -76,15 +77,38 @@ async fn audit_log_records_events_and_never_secrets() {
         })
         .await
         .unwrap();
-    // Rate limit hit.
+    // Rate limit hit: join and offer took the burst of two.
     alice.send(ClientMessage::Ping).await.unwrap();
     alice.send(ClientMessage::Ping).await.unwrap();
-    // Room limit hit.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let mut bob = h.connect(token("bob", "s2")).await;
+    // Room limit hit, by bob who authenticates with a first message, then refreshes.
+    let bob_first = token("bob", "s2");
+    let mut cfg = h.client_config(Some(bob_first.clone()));
+    cfg.placement = TokenPlacement::FirstMessage;
+    let (mut bob, _) = Client::connect(&cfg).await.unwrap();
     bob.request(ClientMessage::Join { room: "r1".into() })
         .await
         .unwrap();
+    let mut refreshed = claims("bob", "s2");
+    refreshed["exp"] = json!(common::now() + 600);
+    let bob_refresh = sign(&refreshed);
+    assert!(matches!(
+        bob.request(ClientMessage::Auth {
+            token: Token(bob_refresh.clone()),
+        })
+        .await
+        .unwrap(),
+        ServerMessage::Authenticated { .. }
+    ));
+    // A forged token in a first message, and a token in the URL.
+    let mut forged = token("mallory", "s7");
+    forged.replace_range(forged.len() - 4.., "AAAA");
+    let mut cfg = h.client_config(Some(forged.clone()));
+    cfg.placement = TokenPlacement::FirstMessage;
+    assert!(Client::connect(&cfg).await.is_err());
+    let in_url = token("mallory", "s8");
+    let mut cfg = h.client_config(None);
+    cfg.path = format!("/?t={in_url}");
+    assert!(Client::open(&cfg).await.is_err());
     // Expired token.
     let mut expired = claims("eve", "s9");
     expired["exp"] = json!(common::now() - 3600);
@@ -111,6 +135,10 @@ async fn audit_log_records_events_and_never_secrets() {
     assert!(has(&lines, "auth_success", "user", "alice"));
     assert!(has(&lines, "auth_success", "method", "header"));
     assert!(has(&lines, "auth_failure", "reason", "expired"));
+    assert!(has(&lines, "auth_failure", "reason", "bad_signature"));
+    assert!(has(&lines, "auth_success", "method", "message"));
+    assert!(has(&lines, "auth_success", "method", "refresh"));
+    assert!(has(&lines, "handshake_refused", "reason", "token_in_url"));
     assert!(has(&lines, "join", "room", "r1"));
     assert!(has(&lines, "limit", "limit", "messages_per_second"));
     assert!(has(&lines, "limit", "limit", "max_participants_per_room"));
@@ -123,16 +151,16 @@ async fn audit_log_records_events_and_never_secrets() {
     if std::env::var_os("CALLSEC_PRINT_AUDIT").is_some() {
         eprintln!("{all}");
     }
-    for secret in [
-        good.as_str(),
-        expired.as_str(),
-        "SDPSECRETPASSWORD0123",
-        "AB:CD",
-    ] {
+    let tokens = [&good, &expired, &bob_first, &bob_refresh, &forged, &in_url];
+    for secret in tokens
+        .iter()
+        .map(|t| t.as_str())
+        .chain(["SDPSECRETPASSWORD0123", "AB:CD"])
+    {
         assert!(!all.contains(secret), "audit log leaked a secret");
     }
     // The signature part of the tokens alone must not appear either.
-    for tok in [&good, &expired] {
+    for tok in tokens {
         let sig = tok.rsplit('.').next().unwrap();
         assert!(!all.contains(sig));
     }
