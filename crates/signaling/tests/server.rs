@@ -435,10 +435,7 @@ async fn revoked_session_is_closed_within_a_second_and_stays_out_after_restart()
     let store = common::temp_store();
     let mut h = Harness::start(common::config(store.clone())).await;
     let mut alice = h.connect(token("alice", "s1")).await;
-    alice
-        .request(ClientMessage::Join { room: "r1".into() })
-        .await?;
-    let _join = h.next_seen().await;
+    h.join(&mut alice, "r1").await;
     let mut other = h.connect(token("alice", "s2")).await;
 
     let start = Instant::now();
@@ -990,10 +987,7 @@ async fn plaintext_only_on_loopback_and_pem_files() -> Result {
 async fn revocation_interrupts_a_slow_calls_server() -> Result {
     let mut h = Harness::with(|_| {}).await;
     let mut alice = h.connect(token("alice", "s1")).await;
-    alice
-        .request(ClientMessage::Join { room: "r1".into() })
-        .await?;
-    let _join = h.next_seen().await;
+    h.join(&mut alice, "r1").await;
     alice
         .send(ClientMessage::Offer {
             sdp: Sdp("SLOW".into()),
@@ -1098,13 +1092,7 @@ async fn invalid_utf8_text_frame_fails_the_connection_with_1007() -> Result {
 async fn a_peer_that_does_not_read_is_closed_not_buffered() -> Result {
     let mut h = Harness::with(|c| c.limits.outbound_queue = 4).await;
     let mut alice = h.connect(token("alice", "s1")).await;
-    alice
-        .request(ClientMessage::Join { room: "r1".into() })
-        .await?;
-    let connection = match h.next_seen().await {
-        Seen::Request(peer, _) => peer.connection,
-        other => panic!("{other:?}"),
-    };
+    let connection = h.join(&mut alice, "r1").await;
     // Push far more than the queue holds without yielding: the queue fills up.
     let big = Sdp("a".repeat(16 * 1024));
     let mut refused = 0;
@@ -1178,13 +1166,7 @@ async fn start_refuses_bad_configuration() -> Result {
 async fn revocation_reaches_the_calls_server_even_when_the_peer_stopped_reading() -> Result {
     let mut h = Harness::with(|c| c.limits.outbound_queue = 1000).await;
     let mut alice = h.connect(token("alice", "s1")).await;
-    alice
-        .request(ClientMessage::Join { room: "r1".into() })
-        .await?;
-    let connection = match h.next_seen().await {
-        Seen::Request(peer, _) => peer.connection,
-        other => panic!("{other:?}"),
-    };
+    let connection = h.join(&mut alice, "r1").await;
     // 32 MiB towards a peer that never reads: the server's writes block on full
     // socket buffers.
     let big = Sdp("a".repeat(64 * 1024));

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use callsec_signaling::{
-    AuthConfig, CallHandler, Client, ClientConfig, ClientError, ClientTls, CloseReason, Peer,
-    Reply, Request, Sdp, Server, ServerConfig, TokenKey,
+    AuthConfig, CallHandler, Client, ClientConfig, ClientError, ClientMessage, ClientTls,
+    CloseReason, ConnectionId, Peer, Reply, Request, Sdp, Server, ServerConfig, ServerMessage,
+    TokenKey,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
@@ -152,6 +153,19 @@ impl Harness {
             .unwrap()
     }
 
+    /// Joins `client` to `room` and returns its connection id, as the handler saw it.
+    pub async fn join(&mut self, client: &mut Client, room: &str) -> ConnectionId {
+        let joined = client
+            .request(ClientMessage::Join { room: room.into() })
+            .await
+            .unwrap();
+        assert!(matches!(joined, ServerMessage::Joined { .. }), "{joined:?}");
+        match self.next_seen().await {
+            Seen::Request(peer, Request::Join { room: r }) if r == room => peer.connection,
+            other => panic!("expected the join, got {other:?}"),
+        }
+    }
+
     /// Waits for a disconnect notification.
     pub async fn next_disconnect(&mut self) -> (Peer, CloseReason) {
         loop {
@@ -163,9 +177,7 @@ impl Harness {
 }
 
 /// Expects the connection attempt to be closed with `code`; returns the reason.
-pub fn closed_code(
-    result: Result<(Client, callsec_signaling::ServerMessage), ClientError>,
-) -> (u16, String) {
+pub fn closed_code(result: Result<(Client, ServerMessage), ClientError>) -> (u16, String) {
     match result {
         Err(ClientError::Closed { code, reason }) => (code, reason),
         Err(other) => panic!("expected a close, got error {other}"),
