@@ -1070,7 +1070,7 @@ impl Connection {
             self.rate_violations = 0;
         }
         self.last_violation = now;
-        self.rate_violations += 1;
+        self.rate_violations = self.rate_violations.saturating_add(1);
         if self.rate_violations == 1 {
             warn!(
                 target: AUDIT_TARGET, event = "limit", remote = %self.peer.remote,
@@ -1088,7 +1088,7 @@ impl Connection {
     }
 
     fn protocol_error(&mut self, reply: ServerEnvelope) -> Step {
-        self.protocol_errors += 1;
+        self.protocol_errors = self.protocol_errors.saturating_add(1);
         if self.protocol_errors > self.shared.limits.max_protocol_errors {
             warn!(
                 target: AUDIT_TARGET, event = "limit", remote = %self.peer.remote,
