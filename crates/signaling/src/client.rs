@@ -137,9 +137,6 @@ pub enum Incoming {
     },
 }
 
-trait Io: AsyncRead + AsyncWrite + Send {}
-impl<T: AsyncRead + AsyncWrite + Send> Io for T {}
-
 /// A connected signaling client.
 pub struct Client {
     ws: WebSocketStream<Pin<Box<dyn Io>>>,
@@ -381,6 +378,10 @@ impl Client {
         Ok(())
     }
 }
+
+/// The byte stream under the WebSocket: TLS or plain TCP.
+trait Io: AsyncRead + AsyncWrite + Send {}
+impl<T: AsyncRead + AsyncWrite + Send> Io for T {}
 
 #[cfg(test)]
 mod tests {

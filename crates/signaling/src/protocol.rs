@@ -133,21 +133,6 @@ pub enum ClientMessage {
     Ping,
 }
 
-/// The `type` values of [`ClientMessage`], in wire spelling.
-const CLIENT_TYPES: &[&str] = &[
-    "auth",
-    "join",
-    "leave",
-    "offer",
-    "answer",
-    "candidate",
-    "mute",
-    "unmute",
-    "screen_share_on",
-    "screen_share_off",
-    "ping",
-];
-
 /// A message the server sends to a participant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -512,6 +497,21 @@ pub fn is_valid_room_id(room: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
 }
+
+/// The `type` values of [`ClientMessage`], in wire spelling.
+const CLIENT_TYPES: &[&str] = &[
+    "auth",
+    "join",
+    "leave",
+    "offer",
+    "answer",
+    "candidate",
+    "mute",
+    "unmute",
+    "screen_share_on",
+    "screen_share_off",
+    "ping",
+];
 
 fn validate(
     message: &ClientMessage,

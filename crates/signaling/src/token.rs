@@ -206,32 +206,6 @@ impl std::fmt::Debug for TokenValidator {
     }
 }
 
-#[derive(Deserialize)]
-struct Header {
-    alg: String,
-    #[serde(default)]
-    crit: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Audience {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Deserialize)]
-struct RawClaims {
-    sub: Option<String>,
-    sid: Option<String>,
-    rooms: Option<Vec<String>>,
-    aud: Option<Audience>,
-    exp: Option<u64>,
-    nbf: Option<u64>,
-    iat: Option<u64>,
-    iss: Option<String>,
-}
-
 impl TokenValidator {
     /// Builds a validator.
     ///
@@ -366,6 +340,35 @@ impl TokenValidator {
             issued_at: raw.iat,
         })
     }
+}
+
+/// The JOSE header fields read here (RFC 7515 §4.1).
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
+}
+
+/// `aud`: one string or an array of strings (RFC 7519 §4.1.3).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The claims as sent; [`TokenValidator::validate_at`] turns them into [`Claims`].
+#[derive(Deserialize)]
+struct RawClaims {
+    sub: Option<String>,
+    sid: Option<String>,
+    rooms: Option<Vec<String>>,
+    aud: Option<Audience>,
+    exp: Option<u64>,
+    nbf: Option<u64>,
+    iat: Option<u64>,
+    iss: Option<String>,
 }
 
 #[cfg(test)]
