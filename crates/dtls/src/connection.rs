@@ -152,6 +152,8 @@ pub struct Connection {
     retransmit_at: Option<Instant>,
     /// When we last resent our flight because the peer repeated its own.
     last_repeat_answer: Option<Instant>,
+    /// When we last refused a renegotiation attempt.
+    last_no_renegotiation: Option<Instant>,
     rto: Duration,
     handshake_deadline: Option<Instant>,
     transmits: VecDeque<Vec<u8>>,
@@ -482,6 +484,7 @@ impl Connection {
             peer_flight_start: None,
             retransmit_at: None,
             last_repeat_answer: None,
+            last_no_renegotiation: None,
             rto,
             handshake_deadline: None,
             transmits: VecDeque::new(),
@@ -683,6 +686,11 @@ impl Connection {
             ContentType::CHANGE_CIPHER_SPEC => {
                 // RFC 5246 §7.1: one byte, value 1.
                 if plaintext != [1] {
+                    if connected && epoch == 0 {
+                        // Unauthenticated: cannot fail an established association.
+                        self.stats.dropped_records += 1;
+                        return Ok(());
+                    }
                     return Err(Error::Decode("ChangeCipherSpec"));
                 }
                 if epoch != 0 && !connected {
@@ -766,14 +774,13 @@ impl Connection {
         record_seq: u64,
         body: &[u8],
     ) -> Result<(), Error> {
+        if self.is_connected() {
+            return self.handle_post_handshake_record(now, epoch, body);
+        }
         let mut r = Reader::new(body);
         let mut resend = false;
         while r.remaining() > 0 {
             let (h, frag) = HsHeader::read(&mut r)?;
-            if self.is_connected() {
-                self.handle_post_handshake_fragment(&h, &mut resend);
-                continue;
-            }
             self.maybe_resync(&h);
             match self.reassembler.insert(&h, epoch, frag)? {
                 Inserted::Old => {
@@ -792,39 +799,68 @@ impl Connection {
                 }
             }
         }
-        // At most one answer per half initial timeout: copies of one repeated flight (or a
-        // peer replaying an old fragment) cannot make us send our flight again and again.
-        let quiet = self.config.initial_retransmit_timeout / 2;
-        let allowed = self
-            .last_repeat_answer
-            .is_none_or(|t| now.saturating_duration_since(t) >= quiet);
-        if resend && allowed && !self.flight.is_empty() {
-            self.stats.repeats_answered += 1;
-            self.last_repeat_answer = Some(now);
-            self.send_flight(now, false);
+        if resend {
+            self.answer_repeat(now);
         }
         Ok(())
     }
 
-    /// After the handshake: repeats of the peer's last flight make the server resend its final
-    /// flight; a new ClientHello or HelloRequest is a renegotiation attempt, refused with a
-    /// no_renegotiation warning (RFC 5746 §4.4, RFC 5246 §7.2.2).
-    fn handle_post_handshake_fragment(&mut self, h: &HsHeader, resend: &mut bool) {
-        let next = self.reassembler.next_seq();
-        if h.message_seq < next {
-            if Some(h.message_seq) == self.peer_flight_start && h.fragment_offset == 0 {
-                *resend = true;
-            }
+    /// Resends our flight because the peer repeated its own, at most once per half initial
+    /// timeout: copies of one repeated flight (or a peer replaying an old fragment) cannot
+    /// make us send our flight again and again.
+    fn answer_repeat(&mut self, now: Instant) {
+        if self.flight.is_empty() || !quiet_since(self.last_repeat_answer, now, &self.config) {
             return;
         }
-        let reneg = match self.role {
-            Role::Server => h.msg_type == HandshakeType::CLIENT_HELLO,
-            Role::Client => h.msg_type == HandshakeType::HELLO_REQUEST,
-        };
-        if reneg && h.fragment_offset == 0 {
-            self.send_alert(AlertLevel::Warning, AlertDescription::NO_RENEGOTIATION);
+        self.stats.repeats_answered += 1;
+        self.last_repeat_answer = Some(now);
+        self.send_flight(now, false);
+    }
+
+    /// A handshake record after the handshake: repeats of the peer's last flight make the
+    /// server resend its final flight; a new ClientHello or HelloRequest is a renegotiation
+    /// attempt, refused with a no_renegotiation warning (RFC 5746 §4.4, RFC 5246 §7.2.2).
+    /// Epoch-0 records are unauthenticated here: a malformed one is dropped, never fatal
+    /// (RFC 6347 §4.1.2.7), and the answers they cause are rate-limited like repeats.
+    fn handle_post_handshake_record(
+        &mut self,
+        now: Instant,
+        epoch: u16,
+        body: &[u8],
+    ) -> Result<(), Error> {
+        let next = self.reassembler.next_seq();
+        let mut r = Reader::new(body);
+        let (mut resend, mut reneg) = (false, false);
+        while r.remaining() > 0 {
+            let h = match HsHeader::read(&mut r) {
+                Ok((h, _)) => h,
+                Err(_) if epoch == 0 => {
+                    self.stats.dropped_records += 1;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            if h.message_seq < next {
+                resend |= Some(h.message_seq) == self.peer_flight_start && h.fragment_offset == 0;
+                continue;
+            }
+            reneg |= h.fragment_offset == 0
+                && match self.role {
+                    Role::Server => h.msg_type == HandshakeType::CLIENT_HELLO,
+                    Role::Client => h.msg_type == HandshakeType::HELLO_REQUEST,
+                };
         }
-        self.stats.dropped_records += 1;
+        if resend {
+            self.answer_repeat(now);
+        }
+        if reneg {
+            if quiet_since(self.last_no_renegotiation, now, &self.config) {
+                self.last_no_renegotiation = Some(now);
+                self.send_alert(AlertLevel::Warning, AlertDescription::NO_RENEGOTIATION);
+            }
+            self.stats.dropped_records += 1;
+        }
+        Ok(())
     }
 
     /// Learns the peer's message_seq where the protocol lets it start anywhere: a server's
@@ -1652,6 +1688,13 @@ impl Connection {
         self.flight.clear();
         self.events.push_back(Event::Closed { error });
     }
+}
+
+/// Whether half an initial retransmission timeout passed since `last` (or nothing was sent):
+/// the pace at which unauthenticated input may make us send anything.
+fn quiet_since(last: Option<Instant>, now: Instant, config: &Config) -> bool {
+    let quiet = config.initial_retransmit_timeout / 2;
+    last.is_none_or(|t| now.saturating_duration_since(t) >= quiet)
 }
 
 /// RFC 5246 §7.4.1.4 / RFC 5246 §7.2.2: no suite in common. insufficient_security when the

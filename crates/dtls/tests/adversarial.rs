@@ -927,3 +927,56 @@ fn truncated_hello_verify_request_is_a_decode_error() {
     assert_eq!(plaintext_alerts(&drain(&mut c)), vec![(2, 50)]);
     still_works(c);
 }
+
+#[test]
+fn unauthenticated_epoch0_records_cannot_kill_an_established_association() {
+    // After the handshake anyone who knows the 5-tuple can send plaintext epoch-0 records:
+    // a malformed ChangeCipherSpec, a truncated handshake header, a fragment beyond its
+    // message, an overlong message. None of them may close the association (RFC 6347
+    // §4.1.2.7: invalid records are dropped), and none is answered with an alert.
+    let mut p = connected_pair(35);
+    let _ = (events(&mut p.client), events(&mut p.server));
+    let hostile: [Vec<u8>; 6] = [
+        record(20, 0, 700, &[2]),
+        record(20, 0, 701, &[1, 1]),
+        record(22, 0, 702, &[1, 0, 0]),
+        record(22, 0, 703, &fragment(11, 4, 9, 2, &[0; 8])),
+        record(22, 0, 704, &fragment(11, 0xff_ffff, 9, 0, &[0; 8])),
+        record(22, 0, 705, &message(20, 3, &[0; 12])),
+    ];
+    for side in [&mut p.server, &mut p.client] {
+        for d in &hostile {
+            assert_eq!(side.handle_datagram(p.now, d), Ok(()), "{d:?}");
+            assert!(side.is_connected(), "{d:?}");
+        }
+        assert!(
+            drain(side).is_empty(),
+            "no alert for unauthenticated records"
+        );
+        assert!(events(side).is_empty());
+    }
+    p.client.send(b"alive").unwrap();
+    p.server.send(b"alive too").unwrap();
+    p.deliver();
+    assert!(app_data_events(&p.server_events).contains(&b"alive".to_vec()));
+    assert!(app_data_events(&p.client_events).contains(&b"alive too".to_vec()));
+}
+
+#[test]
+fn plaintext_renegotiation_attempts_do_not_amplify() {
+    // One datagram packed with ClientHello fragments (each at offset 0) gets at most one
+    // no_renegotiation warning, and a flood of such datagrams at most one per quiet period.
+    let mut p = connected_pair(36);
+    let _ = events(&mut p.server);
+    let mut body = Vec::new();
+    for seq in 9..60u16 {
+        body.extend_from_slice(&fragment(1, 100, seq, 0, &[]));
+    }
+    for i in 0..20u64 {
+        p.server
+            .handle_datagram(p.now, &record(22, 0, 800 + i, &body))
+            .unwrap();
+    }
+    assert_eq!(drain(&mut p.server).len(), 1);
+    assert!(p.server.is_connected());
+}
