@@ -376,15 +376,16 @@ fn open_cbc(aes: &Aes256, mac_key: &[u8; 20], rec: &Record<'_>) -> Result<Vec<u8
     ));
     mac.update(&buf[..content_len]);
     let expected = mac.finalize().into_bytes();
-    // Equalise SHA-1 work with the longest possible content.
+    // Equalise SHA-1 work with the longest possible content: `extra` more compressions, and
+    // one for the dummy's own padding block every time, so that the total is
+    // `sha1_blocks(13 + max_content) + 1` whatever the padding said (no branch on `extra`,
+    // which depends on the secret padding length).
     let extra = sha1_blocks(13 + max_content) - sha1_blocks(13 + content_len);
-    if extra > 0 {
-        let mut dummy = Sha1::new();
-        for _ in 0..extra {
-            dummy.update([0u8; 64]);
-        }
-        let _ = dummy.finalize();
+    let mut dummy = Sha1::new();
+    for _ in 0..extra {
+        dummy.update([0u8; 64]);
     }
+    let _ = std::hint::black_box(dummy.finalize());
     // Extract the received MAC from its secret-dependent position in constant time.
     let lowest = n.saturating_sub(MAC_LEN + 256);
     let mut received = [0u8; MAC_LEN];
