@@ -78,9 +78,11 @@ pub struct Config {
     pub mtu: usize,
     /// First retransmission timeout (RFC 6347 §4.2.4.1: 1 s).
     pub initial_retransmit_timeout: Duration,
-    /// Ceiling of the doubling retransmission timeout (RFC 6347 §4.2.4.1: at least 60 s).
+    /// Ceiling of the doubling retransmission timeout (RFC 6347 §4.2.4.1: at least 60 s; at
+    /// most a day).
     pub max_retransmit_timeout: Duration,
-    /// Total time a handshake may take before the connection fails with `Error::Timeout`.
+    /// Total time a handshake may take before the connection fails with `Error::Timeout`
+    /// (at most a day).
     pub handshake_timeout: Duration,
     /// Whether a server demands a stateless cookie (HelloVerifyRequest, RFC 6347 §4.2.1)
     /// before it keeps handshake state (default: on).
@@ -103,6 +105,9 @@ impl Config {
         }
     }
 
+    /// Longest timeout accepted (retransmission ceiling, whole handshake): one day.
+    const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
     pub(crate) fn validate(&self) -> Result<(), Error> {
         if self.cipher_suites.is_empty() {
             return Err(Error::Config("no cipher suite"));
@@ -115,9 +120,34 @@ impl Config {
         }
         if self.initial_retransmit_timeout.is_zero()
             || self.max_retransmit_timeout < self.initial_retransmit_timeout
+            || self.max_retransmit_timeout > Self::MAX_TIMEOUT
         {
             return Err(Error::Config("bad retransmission timeouts"));
         }
+        // Deadlines are `now + timeout`: bounded so that the addition cannot overflow.
+        if self.handshake_timeout > Self::MAX_TIMEOUT {
+            return Err(Error::Config("handshake timeout longer than a day"));
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng;
+
+    #[test]
+    fn timeouts_that_would_overflow_a_deadline_are_refused() {
+        let mut config = Config::new(Certificate::generate(&mut ChaCha20Rng::seed_from_u64(1)));
+        assert!(config.validate().is_ok());
+        config.handshake_timeout = Duration::MAX;
+        assert!(config.validate().is_err());
+        config.handshake_timeout = Duration::from_secs(60);
+        config.max_retransmit_timeout = Duration::MAX;
+        assert!(config.validate().is_err());
+        config.initial_retransmit_timeout = Duration::MAX;
+        assert!(config.validate().is_err());
     }
 }
