@@ -478,23 +478,6 @@ fn missing_server_key_exchange_is_unexpected() {
 }
 
 #[test]
-fn tampered_server_key_exchange_signature_is_decrypt_error() {
-    let (mut p, mut f4) = pair_at_flight4(23);
-    let ske = f4.iter_mut().find(|r| hs_type(r) == 12).unwrap();
-    // Flip a bit of the server's ECDHE point (signed, so the signature no longer verifies).
-    ske.3[12 + 10] ^= 1;
-    let res = p.client.handle_datagram(p.now, &reassemble(&f4));
-    assert!(
-        matches!(
-            res,
-            Err(Error::DecryptError(_)) | Err(Error::IllegalParameter(_))
-        ),
-        "{res:?}"
-    );
-    still_works(p.client);
-}
-
-#[test]
 fn change_cipher_spec_before_key_exchange() {
     let (mut p, f4) = pair_at_flight4(24);
     // The client has not sent its key exchange: a CCS from the server now is a violation.
@@ -979,4 +962,186 @@ fn plaintext_renegotiation_attempts_do_not_amplify() {
     }
     assert_eq!(drain(&mut p.server).len(), 1);
     assert!(p.server.is_connected());
+}
+
+/// Flight 4 with its ServerHello body rewritten by `edit`, fed to the client: the result and
+/// the alerts the client sent.
+fn client_meets_server_hello(
+    seed: u64,
+    tweak: impl Fn(&mut Config),
+    edit: impl Fn(&mut Vec<u8>),
+) -> (Result<(), Error>, Vec<(u8, u8)>, Connection) {
+    let (cc, sc) = common::configs(seed, |c| c.cookie_exchange = false);
+    let mut cc = (*cc).clone();
+    tweak(&mut cc);
+    let mut p = Pair::with_configs(seed, Netem::default(), Arc::new(cc), sc);
+    for d in drain(&mut p.client) {
+        p.server.handle_datagram(p.now, &d).unwrap();
+    }
+    let mut f4: Vec<_> = drain(&mut p.server)
+        .iter()
+        .flat_map(|d| records(d))
+        .collect();
+    let sh = f4.iter_mut().find(|r| hs_type(r) == 2).unwrap();
+    let seq = u16::from_be_bytes([sh.3[4], sh.3[5]]);
+    let mut body = sh.3[12..].to_vec();
+    edit(&mut body);
+    sh.3 = message(2, seq, &body);
+    let res = p.client.handle_datagram(p.now, &reassemble(&f4));
+    let alerts = plaintext_alerts(&drain(&mut p.client));
+    (res, alerts, p.client)
+}
+
+/// Offset of the extensions block in a ServerHello with an empty session_id.
+const SH_EXTENSIONS: usize = 2 + 32 + 1 + 2 + 1;
+
+/// Removes the extension `ty` from a ServerHello body.
+fn drop_server_extension(body: &mut Vec<u8>, ty: u16) {
+    let mut i = SH_EXTENSIONS + 2;
+    while i < body.len() {
+        let t = u16::from_be_bytes([body[i], body[i + 1]]);
+        let n = usize::from(u16::from_be_bytes([body[i + 2], body[i + 3]]));
+        if t == ty {
+            body.drain(i..i + 4 + n);
+            let total = u16::from_be_bytes([body[SH_EXTENSIONS], body[SH_EXTENSIONS + 1]]);
+            let total = total - 4 - n as u16;
+            body[SH_EXTENSIONS..SH_EXTENSIONS + 2].copy_from_slice(&total.to_be_bytes());
+            return;
+        }
+        i += 4 + n;
+    }
+    panic!("no extension {ty}");
+}
+
+#[test]
+fn client_refuses_a_server_hello_it_did_not_ask_for() {
+    let cases: [(&str, Box<dyn Fn(&mut Vec<u8>)>, AlertDescription); 6] = [
+        (
+            "DTLS 1.0",
+            Box::new(|b| b[..2].copy_from_slice(&[0xfe, 0xff])),
+            AlertDescription::PROTOCOL_VERSION,
+        ),
+        (
+            "suite not offered (ECDHE_ECDSA_AES_256_GCM)",
+            Box::new(|b| b[35..37].copy_from_slice(&[0xc0, 0x2c])),
+            AlertDescription::ILLEGAL_PARAMETER,
+        ),
+        (
+            "compression",
+            Box::new(|b| b[37] = 1),
+            AlertDescription::ILLEGAL_PARAMETER,
+        ),
+        (
+            "no extended_master_secret while required",
+            Box::new(|b| drop_server_extension(b, 23)),
+            AlertDescription::HANDSHAKE_FAILURE,
+        ),
+        (
+            "no use_srtp",
+            Box::new(|b| drop_server_extension(b, 14)),
+            AlertDescription::HANDSHAKE_FAILURE,
+        ),
+        (
+            "an extension the client did not offer (session_ticket)",
+            Box::new(|b| {
+                b.extend_from_slice(&[0, 35, 0, 0]);
+                let total = u16::from_be_bytes([b[SH_EXTENSIONS], b[SH_EXTENSIONS + 1]]) + 4;
+                b[SH_EXTENSIONS..SH_EXTENSIONS + 2].copy_from_slice(&total.to_be_bytes());
+            }),
+            AlertDescription::UNSUPPORTED_EXTENSION,
+        ),
+    ];
+    for (i, (what, edit, alert)) in cases.into_iter().enumerate() {
+        let (res, alerts, client) = client_meets_server_hello(90 + i as u64, |_| {}, edit);
+        let err = res.expect_err(what);
+        assert_eq!(err.alert(), Some(alert), "{what}: {err:?}");
+        assert_eq!(alerts, vec![(2, alert.0)], "{what}");
+        still_works(client);
+    }
+    // Without extended_master_secret, a client that only prefers it carries on.
+    let (res, alerts, client) = client_meets_server_hello(
+        97,
+        |c| c.extended_master_secret = ExtendedMasterSecret::Preferred,
+        |b| drop_server_extension(b, 23),
+    );
+    assert_eq!(res, Ok(()));
+    assert!(alerts.is_empty() && !client.is_closed());
+}
+
+/// ServerKeyExchange surgery: the client must verify the signature over both randoms and the
+/// ECDHE parameters (RFC 8422 §5.4) and validate the point.
+#[test]
+fn server_key_exchange_signature_covers_randoms_and_params() {
+    // The P-256 base point: on the curve, but not the point the server signed.
+    const G: [u8; 65] = hex_literal::hex!(
+        "04 6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296
+            4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5"
+    );
+    type Edit = Box<dyn Fn(&mut [(u8, u16, u64, Vec<u8>)])>;
+    fn ske(f4: &mut [(u8, u16, u64, Vec<u8>)]) -> &mut Vec<u8> {
+        &mut f4.iter_mut().find(|r| hs_type(r) == 12).unwrap().3
+    }
+    let cases: [(&str, Edit, AlertDescription); 4] = [
+        (
+            "last byte of the signature",
+            Box::new(|f4| {
+                let s = ske(f4);
+                let last = s.len() - 1;
+                s[last] ^= 1;
+            }),
+            AlertDescription::DECRYPT_ERROR,
+        ),
+        (
+            "another valid point",
+            Box::new(|f4| ske(f4)[12 + 4..12 + 4 + 65].copy_from_slice(&G)),
+            AlertDescription::DECRYPT_ERROR,
+        ),
+        (
+            "server_random",
+            Box::new(|f4| {
+                let sh = f4.iter_mut().find(|r| hs_type(r) == 2).unwrap();
+                sh.3[12 + 2 + 7] ^= 1;
+            }),
+            AlertDescription::DECRYPT_ERROR,
+        ),
+        (
+            "a point off the curve",
+            Box::new(|f4| ske(f4)[12 + 4 + 64] ^= 1),
+            AlertDescription::ILLEGAL_PARAMETER,
+        ),
+    ];
+    for (i, (what, edit, alert)) in cases.into_iter().enumerate() {
+        let (mut p, mut f4) = pair_at_flight4(100 + i as u64);
+        edit(&mut f4);
+        let res = p.client.handle_datagram(p.now, &reassemble(&f4));
+        let err = res.expect_err(what);
+        assert_eq!(err.alert(), Some(alert), "{what}: {err:?}");
+        assert_eq!(plaintext_alerts(&drain(&mut p.client)), vec![(2, alert.0)]);
+        still_works(p.client);
+    }
+}
+
+#[test]
+fn tampered_certificate_verify_is_decrypt_error() {
+    let (mut p, f4) = pair_at_flight4(110);
+    p.client.handle_datagram(p.now, &reassemble(&f4)).unwrap();
+    let mut f5: Vec<_> = drain(&mut p.client)
+        .iter()
+        .flat_map(|d| records(d))
+        .collect();
+    let cv = f5
+        .iter_mut()
+        .find(|r| r.0 == 22 && r.1 == 0 && hs_type(r) == 15)
+        .unwrap();
+    let last = cv.3.len() - 1;
+    cv.3[last] ^= 1;
+    let res = p.server.handle_datagram(p.now, &reassemble(&f5));
+    assert!(matches!(res, Err(Error::DecryptError(_))), "{res:?}");
+    assert_eq!(plaintext_alerts(&drain(&mut p.server)), vec![(2, 51)]);
+    assert!(
+        !events(&mut p.server)
+            .iter()
+            .any(|e| matches!(e, Event::Connected(_)))
+    );
+    still_works(p.server);
 }
