@@ -73,9 +73,11 @@ pub enum Reply {
     /// Accepted; the peer gets `ack` (when it sent an id) and, for joins, mutes and
     /// screen shares, the room gets the matching participant event.
     Accept,
-    /// Accepted, with an SDP answer for the peer.
+    /// Accepted, with an SDP answer for the peer (in place of `ack`; for a join, as an
+    /// `answer` message right after `joined`).
     Answer(Sdp),
-    /// Accepted, with an SDP offer for the peer.
+    /// Accepted, with an SDP offer for the peer (in place of `ack`; for a join, as an
+    /// `offer` message right after `joined`).
     Offer(Sdp),
     /// Refused; the peer gets an `error` with code `rejected` and this message.
     Reject(String),

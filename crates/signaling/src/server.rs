@@ -250,14 +250,7 @@ impl Server {
     /// # Errors
     /// When the connection is gone or its queue is full.
     pub fn send(&self, connection: ConnectionId, message: ServerMessage) -> Result<(), SendError> {
-        let state = lock(&self.shared.state);
-        let live = state
-            .conns
-            .get(&connection)
-            .ok_or(SendError::NotConnected)?;
-        deliver(live, ServerEnvelope::new(None, message))
-            .then_some(())
-            .ok_or(SendError::QueueFull)
+        self.shared.send(connection, message)
     }
 
     /// Authenticated connections now.
@@ -461,6 +454,18 @@ impl Shared {
             .saturating_sub(self.validator.leeway().as_secs());
         self.store
             .is_revoked(&claims.user_id, &claims.session_id, issued)
+    }
+
+    /// Queues a server-initiated message (no `id`) for one connection.
+    fn send(&self, connection: ConnectionId, message: ServerMessage) -> Result<(), SendError> {
+        let state = lock(&self.state);
+        let live = state
+            .conns
+            .get(&connection)
+            .ok_or(SendError::NotConnected)?;
+        deliver(live, ServerEnvelope::new(None, message))
+            .then_some(())
+            .ok_or(SendError::QueueFull)
     }
 
     /// Removes the connection and its room membership; tells the room.
@@ -1282,7 +1287,7 @@ impl Connection {
                 self.peer.room = None;
                 step.with_id(id)
             }
-            Ok(_) => {
+            Ok(reply) => {
                 info!(
                     target: AUDIT_TARGET, event = "join", remote = %self.peer.remote,
                     user = %self.peer.user_id, session = %self.peer.session_id, room = %room
@@ -1290,6 +1295,17 @@ impl Connection {
                 let participants =
                     self.shared
                         .announce_join(self.peer.connection, &room, &self.peer.user_id);
+                // An SDP with the acceptance follows `joined` (which is sent first, as
+                // this step) as a server-initiated message.
+                let sdp = match reply {
+                    Reply::Offer(sdp) => Some(ServerMessage::Offer { sdp }),
+                    Reply::Answer(sdp) => Some(ServerMessage::Answer { sdp }),
+                    Reply::Accept | Reply::Reject(_) => None,
+                };
+                if let Some(message) = sdp {
+                    // A full queue already marks the connection for closing.
+                    let _ = self.shared.send(self.peer.connection, message);
+                }
                 Step::Reply(ServerEnvelope::new(
                     id,
                     ServerMessage::Joined { room, participants },

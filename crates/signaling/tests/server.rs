@@ -221,6 +221,23 @@ async fn handler_rejection_and_server_push() -> Result {
         matches!(&err, ServerMessage::Error { code: ErrorCode::Rejected, message } if message == "room is locked")
     );
     assert_eq!(h.server.room_size("locked"), 0);
+    // An offer with the join acceptance follows `joined`.
+    let mut c = claims("bob", "s2");
+    c["rooms"] = json!(["offering"]);
+    let mut bob = h.connect(sign(&c)).await;
+    assert!(matches!(
+        bob.request(ClientMessage::Join {
+            room: "offering".into()
+        })
+        .await?,
+        ServerMessage::Joined { .. }
+    ));
+    assert_eq!(
+        recv_message(&mut bob).await,
+        ServerMessage::Offer {
+            sdp: Sdp("v=0 offer on join".into())
+        }
+    );
     alice
         .request(ClientMessage::Join { room: "r1".into() })
         .await?;

@@ -54,7 +54,8 @@ pub enum Seen {
     Disconnected(Peer, CloseReason),
 }
 
-/// A calls server stand-in: answers offers, refuses room "locked", records everything.
+/// A calls server stand-in: answers offers, refuses room "locked", sends an offer on
+/// joining room "offering", records everything.
 #[derive(Clone)]
 pub struct Recorder {
     tx: mpsc::UnboundedSender<Seen>,
@@ -79,6 +80,9 @@ impl CallHandler for Recorder {
                 Reply::Answer(Sdp(format!("v=0 answer to {} bytes", sdp.0.len())))
             }
             Request::Join { room } if room == "locked" => Reply::Reject("room is locked".into()),
+            Request::Join { room } if room == "offering" => {
+                Reply::Offer(Sdp("v=0 offer on join".into()))
+            }
             _ => Reply::Accept,
         };
         let _ = self.tx.send(Seen::Request(peer.clone(), request));
