@@ -36,8 +36,9 @@
 //!
 //! # Connection lifecycle
 //!
-//! 1. TCP accept: counted against `max_connections`, `max_connections_per_address` and
-//!    `max_pending_handshakes` ([`Limits`]).
+//! 1. TCP accept: counted against `max_connections`, `max_connections_per_address` (per
+//!    IPv4 address or IPv6 /64) and `max_pending_handshakes` ([`Limits`]); connections
+//!    over the first two get their refusal from a small pool of their own.
 //! 2. TLS 1.2/1.3 (rustls, ring) and the HTTP upgrade, within `handshake_timeout`. The
 //!    upgrade is refused with 429/503 over the connection limits, 400 when the URL
 //!    carries credentials (tokens are never accepted in the URL) or `Authorization` is not

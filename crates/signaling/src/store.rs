@@ -12,6 +12,11 @@
 //! Opening replays the file. A torn last line (a crash mid-append) is cut off; a corrupt
 //! line anywhere else is an error, so the server fails closed rather than forgetting a
 //! revocation.
+//!
+//! Size: memory holds one entry per distinct revoked id, the file one line per
+//! revocation, both for ever (a revocation cannot safely expire without a bound on token
+//! lifetime, which the tokens do not promise). At about 60 bytes a line, a million
+//! revocations take some 60 MB of disk and less than 200 MB of memory.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
