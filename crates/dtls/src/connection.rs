@@ -1032,27 +1032,7 @@ impl Connection {
         if !mki.is_empty() {
             return Err(Error::IllegalParameter("SRTP MKI not offered"));
         }
-        // RFC 7627 §5.3.
-        if !ext.extended_master_secret
-            && self.config.extended_master_secret == ExtendedMasterSecret::Required
-        {
-            return Err(Error::PeerIncompatible("no extended_master_secret"));
-        }
-        // RFC 5746 §3.4: renegotiated_connection must be empty.
-        if ext
-            .renegotiation_info
-            .as_ref()
-            .is_some_and(|ri| !ri.is_empty())
-        {
-            return Err(Error::PeerIncompatible("non-empty renegotiation_info"));
-        }
-        if ext
-            .point_formats
-            .as_ref()
-            .is_some_and(|f| !f.contains(&POINT_UNCOMPRESSED))
-        {
-            return Err(Error::IllegalParameter("no uncompressed point format"));
-        }
+        check_hello_extensions(ext, &self.config)?;
         let ClientStart {
             mut hs,
             ecdh,
@@ -1218,13 +1198,6 @@ impl Connection {
             return Err(Error::PeerIncompatible("secp256r1 not offered"));
         }
         if ext
-            .point_formats
-            .as_ref()
-            .is_some_and(|f| !f.contains(&POINT_UNCOMPRESSED))
-        {
-            return Err(Error::IllegalParameter("uncompressed points not offered"));
-        }
-        if ext
             .signature_algorithms
             .as_ref()
             .is_some_and(|a| !a.contains(&ECDSA_SECP256R1_SHA256))
@@ -1244,17 +1217,8 @@ impl Connection {
             .copied()
             .find(|p| offered.contains(&p.id()))
             .ok_or(Error::PeerIncompatible("no common SRTP profile"))?;
+        check_hello_extensions(ext, &self.config)?;
         let ems = ext.extended_master_secret;
-        if !ems && self.config.extended_master_secret == ExtendedMasterSecret::Required {
-            return Err(Error::PeerIncompatible("no extended_master_secret"));
-        }
-        if ext
-            .renegotiation_info
-            .as_ref()
-            .is_some_and(|ri| !ri.is_empty())
-        {
-            return Err(Error::PeerIncompatible("non-empty renegotiation_info"));
-        }
         let secure_reneg = ext.renegotiation_info.is_some()
             || ch
                 .cipher_suites
@@ -1718,6 +1682,32 @@ fn no_common_suite(offered: &[u16]) -> Error {
     } else {
         Error::PeerIncompatible("no common cipher suite")
     }
+}
+
+/// Checks both hellos share: extended_master_secret when required (RFC 7627 §5.3), an empty
+/// renegotiation_info (RFC 5746 §3.4, §3.6: this is never a renegotiation), and uncompressed
+/// points if point formats are listed at all (RFC 8422 §5.1.2).
+fn check_hello_extensions(ext: &Extensions, config: &Config) -> Result<(), Error> {
+    if !ext.extended_master_secret
+        && config.extended_master_secret == ExtendedMasterSecret::Required
+    {
+        return Err(Error::PeerIncompatible("no extended_master_secret"));
+    }
+    if ext
+        .renegotiation_info
+        .as_ref()
+        .is_some_and(|ri| !ri.is_empty())
+    {
+        return Err(Error::PeerIncompatible("non-empty renegotiation_info"));
+    }
+    if ext
+        .point_formats
+        .as_ref()
+        .is_some_and(|f| !f.contains(&POINT_UNCOMPRESSED))
+    {
+        return Err(Error::IllegalParameter("no uncompressed point format"));
+    }
+    Ok(())
 }
 
 /// An uncompressed P-256 point (RFC 8422 §5.4.1; compressed points are not negotiated).
