@@ -434,6 +434,28 @@ async fn es256_tokens_and_clock_skew() -> Result {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuer_is_checked_when_configured() -> Result {
+    let h = Harness::with(|c| c.auth.issuer = Some("https://host.example".into())).await;
+    let mut c = claims("alice", "s1");
+    assert_eq!(
+        closed_code(Client::connect(&h.client_config(Some(sign(&c)))).await),
+        (4011, "token issuer mismatch".into())
+    );
+    c["iss"] = json!("https://evil.example");
+    assert_eq!(
+        closed_code(Client::connect(&h.client_config(Some(sign(&c)))).await).0,
+        4011
+    );
+    c["iss"] = json!("https://host.example");
+    assert!(
+        Client::connect(&h.client_config(Some(sign(&c))))
+            .await
+            .is_ok()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn join_of_another_room_is_refused() -> Result {
     let h = Harness::with(|_| {}).await;
     let mut alice = h.connect(token("alice", "s1")).await;
