@@ -525,6 +525,13 @@ impl Connection {
         if self.is_closed() {
             return Err(Error::Closed);
         }
+        // A server that does not demand a cookie (one a HelloVerifier vouched for, or cookies
+        // off) holds state from the first datagram on: the total timeout runs from then, so
+        // a ClientHello that never completes cannot keep it alive.
+        if !self.verify_cookie && matches!(self.state, State::ServerExpectClientHello(_)) {
+            self.handshake_deadline
+                .get_or_insert(now + self.config.handshake_timeout);
+        }
         let mut r = Reader::new(datagram);
         while r.remaining() > 0 {
             let Ok(rec) = Record::read(&mut r) else {
@@ -1311,7 +1318,8 @@ impl Connection {
         );
         self.flight = flight;
         self.rto = self.config.initial_retransmit_timeout;
-        self.handshake_deadline = Some(now + self.config.handshake_timeout);
+        self.handshake_deadline
+            .get_or_insert(now + self.config.handshake_timeout);
         self.send_flight(now, true);
         Ok(State::ServerExpectCertificate(Box::new(Negotiated {
             hs,

@@ -1145,3 +1145,37 @@ fn tampered_certificate_verify_is_decrypt_error() {
     );
     still_works(p.server);
 }
+
+#[test]
+fn a_vouched_server_that_never_gets_a_whole_client_hello_times_out() {
+    // A server made after a HelloVerifier accepted the first fragment keeps state from the
+    // first datagram on; if the rest of the ClientHello never comes, the total handshake
+    // timeout still ends it (it used to have no deadline at all).
+    let mut rng = ChaCha20Rng::seed_from_u64(120);
+    let config = Arc::new(Config::new(Certificate::generate(&mut rng)));
+    let mut s = Connection::server_verified(
+        config.clone(),
+        &[Fingerprint::from_bytes([1; 32])],
+        b"a",
+        &mut rng,
+    )
+    .unwrap();
+    assert_eq!(s.poll_timeout(), None);
+    let now = Instant::now();
+    let ch = client_hello(0xfefd, &[0xc02b], &[0], &good_exts());
+    let len = ch.len() as u32;
+    s.handle_datagram(now, &record(22, 0, 0, &fragment(1, len, 0, 0, &ch[..40])))
+        .unwrap();
+    let deadline = s.poll_timeout().expect("a deadline");
+    assert_eq!(deadline, now + config.handshake_timeout);
+    // More fragments do not push it back.
+    let later = now + std::time::Duration::from_secs(30);
+    s.handle_datagram(
+        later,
+        &record(22, 0, 1, &fragment(1, len, 0, 40, &ch[40..50])),
+    )
+    .unwrap();
+    assert_eq!(s.poll_timeout(), Some(deadline));
+    assert_eq!(s.handle_timeout(deadline), Err(Error::Timeout));
+    assert!(s.is_closed());
+}
