@@ -3,7 +3,8 @@
 //! ClientHello with a stateless HelloVerifyRequest.
 //!
 //! Group `dtls-handshake`; ids `callsec/<suite>`, `webrtc-dtls/<suite>`,
-//! `callsec/hello-verify-request`. Certificates are made outside the timed loop for both.
+//! `callsec/hello-verify-request` (a fresh server `Connection` answers) and
+//! `callsec/hello-verifier` (the endpoint's `HelloVerifier` answers). Certificates are made outside the timed loop for both.
 //! webrtc-dtls needs an async runtime and a transport: it runs on a current-thread tokio
 //! runtime over webrtc-util's in-memory pipe, the cheapest transport it offers.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -12,7 +13,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
-use callsec_dtls::{Certificate, CipherSuite, Config, Connection, Fingerprint};
+use callsec_dtls::{
+    Certificate, CipherSuite, Config, Connection, Fingerprint, HelloCheck, HelloVerifier,
+};
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -138,6 +141,16 @@ fn bench(c: &mut Criterion) {
                 .unwrap();
             black_box(server.poll_transmit().unwrap())
         })
+    });
+    // The same answer from the endpoint-wide HelloVerifier, which is what a server meeting
+    // unknown addresses runs in front of its connections: no connection is made at all.
+    let verifier = HelloVerifier::new(&mut srng);
+    assert!(matches!(
+        verifier.check(b"198.51.100.7:5000", &hello),
+        HelloCheck::Reply(_)
+    ));
+    g.bench_function(BenchmarkId::new("callsec", "hello-verifier"), |b| {
+        b.iter(|| black_box(verifier.check(b"198.51.100.7:5000", black_box(&hello))))
     });
     g.finish();
 }
