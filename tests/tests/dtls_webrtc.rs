@@ -7,7 +7,10 @@ use std::net::UdpSocket;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use callsec_dtls::{Certificate, CipherSuite, Config, Connection, Event, Fingerprint};
+use callsec_dtls::{
+    Certificate, CipherSuite, Config, Connected, Connection, Error, Event, ExtendedMasterSecret,
+    Fingerprint,
+};
 use callsec_srtp::ProtectionProfile;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -41,6 +44,23 @@ struct Outcome {
     peer_certificate: Vec<u8>,
 }
 
+fn w_config(
+    cert: webrtc_dtls::crypto::Certificate,
+    suite: CipherSuite,
+    profile: ProtectionProfile,
+    ems: ExtendedMasterSecretType,
+) -> WConfig {
+    WConfig {
+        certificates: vec![cert],
+        cipher_suites: vec![w_suite(suite)],
+        srtp_protection_profiles: vec![w_profile(profile)],
+        extended_master_secret: ems,
+        insecure_skip_verify: true,
+        client_auth: ClientAuthType::RequireAnyClientCert,
+        ..Default::default()
+    }
+}
+
 /// Runs webrtc-dtls on `sock` (already connected to the peer).
 async fn run_webrtc(
     sock: tokio::net::UdpSocket,
@@ -48,16 +68,9 @@ async fn run_webrtc(
     suite: CipherSuite,
     profile: ProtectionProfile,
     is_client: bool,
+    ems: ExtendedMasterSecretType,
 ) -> Outcome {
-    let config = WConfig {
-        certificates: vec![cert],
-        cipher_suites: vec![w_suite(suite)],
-        srtp_protection_profiles: vec![w_profile(profile)],
-        extended_master_secret: ExtendedMasterSecretType::Require,
-        insecure_skip_verify: true,
-        client_auth: ClientAuthType::RequireAnyClientCert,
-        ..Default::default()
-    };
+    let config = w_config(cert, suite, profile, ems);
     let conn = tokio::time::timeout(
         Duration::from_secs(15),
         DTLSConn::new(Arc::new(sock), config, is_client, None),
@@ -91,8 +104,9 @@ async fn run_webrtc(
     }
 }
 
-/// Runs callsec on a blocking socket connected to the peer; returns the keying material.
-fn run_callsec(mut conn: Connection, sock: UdpSocket) -> (Vec<u8>, Connection) {
+/// Runs callsec on a blocking socket connected to the peer; returns the keying material and
+/// what the Connected event said.
+fn run_callsec(mut conn: Connection, sock: UdpSocket) -> (Vec<u8>, Box<Connected>, Connection) {
     sock.set_read_timeout(Some(Duration::from_millis(10)))
         .unwrap();
     let end = Instant::now() + Duration::from_secs(15);
@@ -134,10 +148,27 @@ fn run_callsec(mut conn: Connection, sock: UdpSocket) -> (Vec<u8>, Connection) {
     conn.export_keying_material(b"EXTRACTOR-dtls_srtp", None, &mut km)
         .unwrap();
     assert!(got_data, "no application data from webrtc-dtls");
-    (km, conn)
+    (km, c, conn)
 }
 
 fn case(suite: CipherSuite, profile: ProtectionProfile, callsec_is_client: bool) {
+    case_ems(
+        suite,
+        profile,
+        callsec_is_client,
+        ExtendedMasterSecretType::Require,
+        ExtendedMasterSecret::Required,
+    );
+}
+
+/// One handshake with the given extended master secret policies on both sides.
+fn case_ems(
+    suite: CipherSuite,
+    profile: ProtectionProfile,
+    callsec_is_client: bool,
+    peer_ems: ExtendedMasterSecretType,
+    our_ems: ExtendedMasterSecret,
+) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -150,6 +181,7 @@ fn case(suite: CipherSuite, profile: ProtectionProfile, callsec_is_client: bool)
     let mut config = Config::new(Certificate::generate(&mut rng));
     config.cipher_suites = vec![suite];
     config.srtp_profiles = vec![profile];
+    config.extended_master_secret = our_ems;
     let our_der = config.certificate.der().to_vec();
     let config = Arc::new(config);
 
@@ -163,7 +195,7 @@ fn case(suite: CipherSuite, profile: ProtectionProfile, callsec_is_client: bool)
 
     let webrtc = rt.spawn(async move {
         let sock = tokio::net::UdpSocket::from_std(theirs_std).unwrap();
-        run_webrtc(sock, w_cert, suite, profile, !callsec_is_client).await
+        run_webrtc(sock, w_cert, suite, profile, !callsec_is_client, peer_ems).await
     });
     let conn = if callsec_is_client {
         Connection::client(config, &[w_fp], Instant::now(), &mut rng).unwrap()
@@ -171,7 +203,11 @@ fn case(suite: CipherSuite, profile: ProtectionProfile, callsec_is_client: bool)
         Connection::server(config, &[w_fp], peer_addr.as_bytes(), &mut rng).unwrap()
     };
     let _ = our_addr;
-    let (km, conn) = run_callsec(conn, ours);
+    let (km, connected, conn) = run_callsec(conn, ours);
+    assert_eq!(
+        connected.extended_master_secret,
+        peer_ems != ExtendedMasterSecretType::Disable
+    );
     // Both servers run the stateless cookie exchange (callsec by default, webrtc-dtls always).
     assert_eq!(conn.stats().hello_verify_requests, 1);
     let outcome = rt.block_on(webrtc).unwrap();
@@ -254,4 +290,98 @@ fn webrtc_client_callsec_server_cbc_aead() {
         ProtectionProfile::AeadAes128Gcm,
         false,
     );
+}
+
+/// webrtc-dtls without the extended master secret, callsec preferring it: the RFC 5246 §8.1
+/// master secret, checked against another implementation's keying material.
+#[test]
+fn without_extended_master_secret_when_only_preferred() {
+    for callsec_is_client in [true, false] {
+        case_ems(
+            CipherSuite::EcdheEcdsaAes128GcmSha256,
+            ProtectionProfile::AeadAes128Gcm,
+            callsec_is_client,
+            ExtendedMasterSecretType::Disable,
+            ExtendedMasterSecret::Preferred,
+        );
+    }
+}
+
+/// webrtc-dtls without the extended master secret, callsec requiring it (the default): the
+/// handshake fails with handshake_failure on our side, in both roles (RFC 7627 §5.3, §5.4).
+#[test]
+fn without_extended_master_secret_when_required_is_refused() {
+    for callsec_is_client in [true, false] {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let w_cert =
+            webrtc_dtls::crypto::Certificate::generate_self_signed(vec!["webrtc".to_string()])
+                .unwrap();
+        let w_fp = Fingerprint::of_der(w_cert.certificate[0].as_ref());
+        let mut rng = ChaCha20Rng::seed_from_u64(77);
+        let config = Arc::new(Config::new(Certificate::generate(&mut rng)));
+        let ours = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let theirs_std = UdpSocket::bind("127.0.0.1:0").unwrap();
+        ours.connect(theirs_std.local_addr().unwrap()).unwrap();
+        theirs_std.connect(ours.local_addr().unwrap()).unwrap();
+        theirs_std.set_nonblocking(true).unwrap();
+        let peer_addr = theirs_std.local_addr().unwrap().to_string();
+        let webrtc = rt.spawn(async move {
+            let sock = tokio::net::UdpSocket::from_std(theirs_std).unwrap();
+            let config = w_config(
+                w_cert,
+                CipherSuite::EcdheEcdsaAes128GcmSha256,
+                ProtectionProfile::AeadAes128Gcm,
+                ExtendedMasterSecretType::Disable,
+            );
+            let res = tokio::time::timeout(
+                Duration::from_secs(5),
+                DTLSConn::new(Arc::new(sock), config, !callsec_is_client, None),
+            )
+            .await;
+            matches!(res, Ok(Ok(_)))
+        });
+        let mut conn = if callsec_is_client {
+            Connection::client(config, &[w_fp], Instant::now(), &mut rng).unwrap()
+        } else {
+            Connection::server(config, &[w_fp], peer_addr.as_bytes(), &mut rng).unwrap()
+        };
+        ours.set_read_timeout(Some(Duration::from_millis(10)))
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut buf = [0u8; 65536];
+        let mut closed = None;
+        while Instant::now() < end && closed.is_none() {
+            while let Some(d) = conn.poll_transmit() {
+                let _ = ours.send(&d);
+            }
+            while let Some(e) = conn.poll_event() {
+                match e {
+                    Event::Connected(_) => panic!("connected without EMS"),
+                    Event::Closed { error } => closed = Some(error),
+                    _ => {}
+                }
+            }
+            match ours.recv(&mut buf) {
+                Ok(n) => {
+                    let _ = conn.handle_datagram(Instant::now(), &buf[..n]);
+                }
+                Err(_) => {
+                    let _ = conn.handle_timeout(Instant::now());
+                }
+            }
+        }
+        // The fatal alert goes out.
+        while let Some(d) = conn.poll_transmit() {
+            let _ = ours.send(&d);
+        }
+        assert!(
+            matches!(closed, Some(Some(Error::PeerIncompatible(_)))),
+            "client {callsec_is_client}: {closed:?}"
+        );
+        assert!(!rt.block_on(webrtc).unwrap(), "webrtc-dtls connected");
+    }
 }
