@@ -232,7 +232,7 @@ impl Server {
                 RevocationKind::User => live.user_id == id,
             };
             if hit {
-                live.kill.send_replace(Some(CloseReason::Revoked));
+                live.close(CloseReason::Revoked);
                 closed += 1;
             }
         }
@@ -270,7 +270,7 @@ impl Server {
     pub async fn shutdown(&self) {
         self.shared.shutdown.send_replace(true);
         for live in lock(&self.shared.state).conns.values() {
-            live.kill.send_replace(Some(CloseReason::Shutdown));
+            live.close(CloseReason::Shutdown);
         }
         let deadline = Instant::now() + Duration::from_secs(2);
         while lock(&self.shared.state).open > 0 && Instant::now() < deadline {
@@ -358,12 +358,27 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+impl Live {
+    /// Asks the connection to close. The first reason stays, except that a revocation
+    /// replaces any other: the calls server and the audit log must learn of it even when
+    /// the peer's queue filled up or shutdown began just before.
+    fn close(&self, reason: CloseReason) {
+        self.kill.send_if_modified(|current| {
+            let replace = current.is_none() || reason == CloseReason::Revoked;
+            if replace {
+                *current = Some(reason);
+            }
+            replace
+        });
+    }
+}
+
 /// Queues `env` for `live`; a full queue marks it a slow consumer to be closed.
 fn deliver(live: &Live, env: ServerEnvelope) -> bool {
     match live.outbound.try_send(env) {
         Ok(()) => true,
         Err(mpsc::error::TrySendError::Full(_)) => {
-            live.kill.send_replace(Some(CloseReason::SlowConsumer));
+            live.close(CloseReason::SlowConsumer);
             false
         }
         Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -1400,6 +1415,25 @@ fn rejected(id: Option<u64>, mut message: String) -> ServerEnvelope {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_close_reason_stays_unless_a_revocation_comes() {
+        let (outbound, _queue) = mpsc::channel(1);
+        let (kill, reason) = watch::channel(None);
+        let live = Live {
+            user_id: "u".into(),
+            session_id: "s".into(),
+            room: None,
+            outbound,
+            kill,
+        };
+        live.close(CloseReason::SlowConsumer);
+        live.close(CloseReason::Shutdown);
+        assert_eq!(*reason.borrow(), Some(CloseReason::SlowConsumer));
+        live.close(CloseReason::Revoked);
+        live.close(CloseReason::SlowConsumer);
+        assert_eq!(*reason.borrow(), Some(CloseReason::Revoked));
+    }
 
     #[test]
     fn credentials_in_the_url_are_recognised() {
