@@ -685,9 +685,13 @@ impl Connection {
                 rec.fragment.to_vec()
             }
         };
-        // RFC 6347 §4.1.2.6: the window moves only for records that authenticated.
-        self.read[epoch].window.update(rec.seq);
+        // RFC 6347 §4.1.2.6: the window moves only for records that authenticated. Once the
+        // handshake is done nothing in epoch 0 is trusted: a forged record with a huge
+        // sequence number must not make the peer's genuine retransmissions look like replays.
         let connected = self.is_connected();
+        if !(connected && epoch == 0) {
+            self.read[epoch].window.update(rec.seq);
+        }
         match rec.content_type {
             ContentType::HANDSHAKE => {
                 self.handle_handshake_record(now, rec.epoch, rec.seq, &plaintext)

@@ -1179,3 +1179,35 @@ fn a_vouched_server_that_never_gets_a_whole_client_hello_times_out() {
     assert_eq!(s.handle_timeout(deadline), Err(Error::Timeout));
     assert!(s.is_closed());
 }
+
+#[test]
+fn forged_epoch0_sequence_numbers_do_not_hide_a_repeated_flight() {
+    // The server's final flight is lost. Before the client repeats its flight, someone sends
+    // the server a plaintext record numbered 2^48 - 1. The repeat must still be answered:
+    // after the handshake epoch-0 records move no replay window.
+    let mut p = Pair::new(62, Netem::default(), |c| c.cookie_exchange = false);
+    for d in drain(&mut p.client) {
+        p.server.handle_datagram(p.now, &d).unwrap();
+    }
+    for d in drain(&mut p.server) {
+        p.client.handle_datagram(p.now, &d).unwrap();
+    }
+    for d in drain(&mut p.client) {
+        p.server.handle_datagram(p.now, &d).unwrap();
+    }
+    assert!(p.server.is_connected());
+    let _lost = drain(&mut p.server);
+    p.server
+        .handle_datagram(p.now, &record(23, 0, (1 << 48) - 1, b"forged"))
+        .unwrap();
+    let t = p.client.poll_timeout().unwrap();
+    p.client.handle_timeout(t).unwrap();
+    for d in drain(&mut p.client) {
+        p.server.handle_datagram(t, &d).unwrap();
+    }
+    assert_eq!(p.server.stats().repeats_answered, 1);
+    for d in drain(&mut p.server) {
+        p.client.handle_datagram(t, &d).unwrap();
+    }
+    assert!(p.client.is_connected());
+}
