@@ -1031,8 +1031,8 @@ impl Connection {
         mut outbound: mpsc::Receiver<ServerEnvelope>,
     ) -> CloseReason {
         let limits = self.shared.limits.clone();
-        let session_end = sleep_until(Instant::now() + limits.max_session_length);
-        let idle = sleep_until(Instant::now() + limits.idle_timeout);
+        let session_end = sleep_until(after(limits.max_session_length));
+        let idle = sleep_until(after(limits.idle_timeout));
         tokio::pin!(session_end, idle);
         loop {
             let step = tokio::select! {
@@ -1056,11 +1056,11 @@ impl Connection {
                         // Only ever produced when sending.
                         Some(Ok(Message::Frame(_))) => Step::Continue,
                         Some(Ok(Message::Text(t))) => {
-                            idle.as_mut().reset(Instant::now() + limits.idle_timeout);
+                            idle.as_mut().reset(after(limits.idle_timeout));
                             self.on_message(t.as_bytes(), handler).await
                         }
                         Some(Ok(Message::Binary(b))) => {
-                            idle.as_mut().reset(Instant::now() + limits.idle_timeout);
+                            idle.as_mut().reset(after(limits.idle_timeout));
                             self.on_message(&b, handler).await
                         }
                     }
@@ -1362,16 +1362,21 @@ impl Connection {
 /// When a connection holding `claims` must close for token expiry: `exp` plus the
 /// leeway, or (with `close_at_token_expiry` off) effectively never.
 fn token_deadline(shared: &Shared, claims: &Claims) -> Instant {
-    let now = Instant::now();
     if !shared.limits.close_at_token_expiry {
-        return now + FAR_FUTURE;
+        return after(FAR_FUTURE);
     }
-    let end = Duration::from_secs(claims.expires_at) + shared.validator.leeway();
+    let end = Duration::from_secs(claims.expires_at).saturating_add(shared.validator.leeway());
     // Sub-second wall clock: whole seconds would close up to a second late.
     let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    now + end.saturating_sub(wall).min(FAR_FUTURE)
+    after(end.saturating_sub(wall))
+}
+
+/// `duration` from now, capped at [`FAR_FUTURE`] so that a configured `Duration::MAX`
+/// switches a timer off instead of overflowing `Instant` (a panic).
+fn after(duration: Duration) -> Instant {
+    Instant::now() + duration.min(FAR_FUTURE)
 }
 
 /// Resolves when the server shuts down.

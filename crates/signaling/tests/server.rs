@@ -623,6 +623,27 @@ async fn auth_timeout_idle_timeout_and_session_length_fire() -> Result {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_set_to_duration_max_are_off_not_a_panic() -> Result {
+    let h = Harness::with(|c| {
+        c.limits.idle_timeout = Duration::MAX;
+        c.limits.max_session_length = Duration::MAX;
+        c.limits.close_at_token_expiry = true;
+        c.auth.leeway = Duration::MAX;
+    })
+    .await;
+    let mut c = claims("alice", "s1");
+    c["exp"] = json!(u64::MAX);
+    let mut alice = h.connect(sign(&c)).await;
+    for _ in 0..2 {
+        assert_eq!(
+            alice.request(ClientMessage::Ping).await?,
+            ServerMessage::Pong
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_rate_limit_answers_then_closes() -> Result {
     let h = Harness::with(|c| {
         c.limits.messages_per_second = 1;
