@@ -146,7 +146,9 @@ impl Server {
             None => (None, None),
         };
         let shared = Arc::new(Shared {
-            pending: Arc::new(Semaphore::new(limits.max_pending_handshakes)),
+            pending: Arc::new(Semaphore::new(
+                limits.max_pending_handshakes.min(Semaphore::MAX_PERMITS),
+            )),
             refusing: Arc::new(Semaphore::new(refusal_slots(&limits))),
             decode: DecodeLimits {
                 max_message_size: limits.max_message_size,
@@ -326,7 +328,7 @@ struct Shared {
 /// Handshakes at once of connections refused over the connection limits: an eighth of
 /// `max_pending_handshakes`, at least one.
 fn refusal_slots(limits: &Limits) -> usize {
-    (limits.max_pending_handshakes / 8).max(1)
+    (limits.max_pending_handshakes / 8).clamp(1, Semaphore::MAX_PERMITS)
 }
 
 #[derive(Default)]

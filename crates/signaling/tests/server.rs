@@ -1188,6 +1188,14 @@ async fn start_refuses_bad_configuration() -> Result {
         r,
         Err(StartError::InvalidLimits("max_connections"))
     ));
+    // Limits too large for tokio's semaphore are capped, not a panic.
+    let mut c = common::config(common::temp_store());
+    c.limits.max_pending_handshakes = usize::MAX;
+    assert!(
+        Server::start(c, common::Recorder::new(tx.clone()))
+            .await
+            .is_ok()
+    );
     let mut c = common::config(common::temp_store());
     c.auth = AuthConfig::new(
         TokenKey::Hs256 {
