@@ -513,6 +513,64 @@ mod tests {
         }
     }
 
+    /// Decrypts a sealed CBC record, lets `edit` change the padded plaintext (content, MAC,
+    /// padding), and encrypts it again under the same IV: a record whose MAC is still right
+    /// over the content but whose padding was tampered with.
+    fn repad(c: &RecordCipher, sealed: &[u8], edit: impl Fn(&mut Vec<u8>)) -> Vec<u8> {
+        let RecordCipher::Cbc { aes, .. } = c else {
+            panic!("not CBC")
+        };
+        let (iv, body) = sealed[HEADER_LEN..].split_at(BLOCK);
+        let mut buf = body.to_vec();
+        cbc::Decryptor::<Aes256>::inner_iv_init((**aes).clone(), iv.into())
+            .decrypt_padded_mut::<NoPadding>(&mut buf)
+            .unwrap();
+        edit(&mut buf);
+        let len = buf.len();
+        cbc::Encryptor::<Aes256>::inner_iv_init((**aes).clone(), iv.into())
+            .encrypt_padded_mut::<NoPadding>(&mut buf, len)
+            .unwrap();
+        let mut out = sealed[..HEADER_LEN].to_vec();
+        out[11..13].copy_from_slice(&((BLOCK + len) as u16).to_be_bytes());
+        out.extend_from_slice(iv);
+        out.extend_from_slice(&buf);
+        out
+    }
+
+    /// MAC-then-encrypt leaves the padding outside the MAC (RFC 5246 §6.2.3.2): it must be
+    /// checked on its own, every byte, and a longer (up to 255 bytes) padding is valid.
+    #[test]
+    fn cbc_padding_is_checked_apart_from_the_mac() {
+        let c = RecordCipher::cbc(&[9; 32], &[3; 20], &[4; 32]).unwrap();
+        let mut sealed = Vec::new();
+        // 5 + 20 bytes of MAC: 7 bytes of padding, each 6.
+        c.seal(&mut sealed, ContentType::APPLICATION_DATA, 1, 9, b"hello");
+        assert_eq!(c.open(&parse(&sealed)).unwrap(), b"hello");
+        // One padding byte changed (not the length byte): refused.
+        for at in 2..=7 {
+            let bad = repad(&c, &sealed, |b| {
+                let n = b.len();
+                b[n - at] ^= 0x40;
+            });
+            assert!(c.open(&parse(&bad)).is_err(), "padding byte -{at}");
+        }
+        // Two more blocks of padding (value 6 + 32 = 38): still valid, same content.
+        let long = repad(&c, &sealed, |b| {
+            let n = b.len();
+            b.truncate(n - 7);
+            b.extend(std::iter::repeat_n(38u8, 39));
+        });
+        assert_eq!(c.open(&parse(&long)).unwrap(), b"hello");
+        // A padding length pointing into the MAC or beyond the record: refused.
+        for pad in [7u8, 27, 200, 255] {
+            let bad = repad(&c, &sealed, |b| {
+                let n = b.len();
+                b[n - 1] = pad;
+            });
+            assert!(c.open(&parse(&bad)).is_err(), "pad length {pad}");
+        }
+    }
+
     #[test]
     fn cbc_bad_padding_and_short_records_fail() {
         let c = RecordCipher::cbc(&[9; 32], &[3; 20], &[4; 32]).unwrap();
