@@ -30,6 +30,26 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
+/// A rustls client config (TLS 1.2/1.3, ring) trusting exactly `roots`.
+///
+/// # Errors
+/// When a root certificate cannot be parsed.
+pub fn client_config(
+    roots: &[CertificateDer<'static>],
+) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut store = RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone())?;
+    }
+    let mut config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_root_certificates(store)
+            .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// The server's TLS configuration and, for a self-signed identity, its certificate.
 pub(crate) struct ServerTls {
     pub(crate) config: Arc<rustls::ServerConfig>,
@@ -81,26 +101,6 @@ pub(crate) fn server_tls(transport: &Transport) -> Result<Option<ServerTls>, Tls
         config: Arc::new(config),
         self_signed,
     }))
-}
-
-/// A rustls client config (TLS 1.2/1.3, ring) trusting exactly `roots`.
-///
-/// # Errors
-/// When a root certificate cannot be parsed.
-pub fn client_config(
-    roots: &[CertificateDer<'static>],
-) -> Result<Arc<rustls::ClientConfig>, TlsError> {
-    let mut store = RootCertStore::empty();
-    for root in roots {
-        store.add(root.clone())?;
-    }
-    let mut config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .with_root_certificates(store)
-            .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
 }
 
 #[cfg(test)]
