@@ -235,6 +235,9 @@ impl RecordCipher {
         seq: u64,
         plaintext: &[u8],
     ) {
+        // On an (unreachable) cipher failure nothing is appended: never a record whose
+        // payload went out unencrypted.
+        let base = out.len();
         match self {
             Self::Gcm { aead, salt } => {
                 // RFC 5288 §3: nonce = salt || explicit; explicit = seq_num (never random).
@@ -250,7 +253,9 @@ impl RecordCipher {
                 let Ok(tag) =
                     aead.encrypt_in_place_detached((&nonce).into(), &aad, &mut out[start..])
                 else {
-                    return; // only fails for inputs longer than GCM allows; records are ≤ 2^14
+                    // Only fails for inputs longer than GCM allows; records are ≤ 2^14.
+                    out.truncate(base);
+                    return;
                 };
                 out.extend_from_slice(&tag);
             }
@@ -261,7 +266,7 @@ impl RecordCipher {
             } => {
                 // RFC 5246 §6.2.3.1: MAC over seq_num + type + version + length + content.
                 let Ok(mut mac) = <Hmac<Sha1> as Mac>::new_from_slice(&mac_key[..]) else {
-                    return;
+                    return; // HMAC takes keys of any length
                 };
                 mac.update(&pseudo_header(epoch, seq, ct, DTLS12, plaintext.len()));
                 mac.update(plaintext);
@@ -282,7 +287,13 @@ impl RecordCipher {
                 out.extend(std::iter::repeat_n(pad as u8, pad + 1));
                 let len = out.len() - start;
                 let enc = cbc::Encryptor::<Aes256>::inner_iv_init((**aes).clone(), (&iv).into());
-                let _ = enc.encrypt_padded_mut::<NoPadding>(&mut out[start..], len);
+                if enc
+                    .encrypt_padded_mut::<NoPadding>(&mut out[start..], len)
+                    .is_err()
+                {
+                    // Only for a length that is not whole blocks, which the padding rules out.
+                    out.truncate(base);
+                }
             }
         }
     }
