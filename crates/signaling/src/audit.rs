@@ -9,7 +9,7 @@
 //! | `auth_failure`    | `remote`, `reason` (a [`crate::CloseReason::as_str`] name) |
 //! | `handshake_refused` | `remote`, `reason` (`origin`, `token_in_url`, `bad_authorization`) |
 //! | `revocation`      | `kind` (`session`/`user`), `id`, `closed` (live sockets closed) |
-//! | `limit`           | `remote`, `limit` (which), `user` when known |
+//! | `limit`           | `remote`, `limit` (which), `user` when known; for `pending_handshakes`, `dropped`: connections dropped since the previous such line (one a second at most) |
 //! | `join`, `leave`   | `remote`, `user`, `session`, `room` |
 //! | `disconnect`      | `remote`, `user`, `session`, `reason`, `code` |
 //!

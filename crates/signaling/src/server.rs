@@ -44,6 +44,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
 /// Rate-limit violations older than this are forgiven.
 const VIOLATION_MEMORY: Duration = Duration::from_secs(10);
+/// At most one audit line per this interval for connections dropped at accept.
+const DROP_LINE_INTERVAL: Duration = Duration::from_secs(1);
 /// Time allowed for the closing handshake after the server sent its close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -589,6 +591,10 @@ async fn accept_loop<H: CallHandler>(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Drops cost an attacker one TCP handshake each: audit them in one line per second
+    // at most, with the count, so a connection flood is not also a log flood.
+    let mut dropped: u64 = 0;
+    let mut last_drop_line: Option<Instant> = None;
     loop {
         let (tcp, remote) = tokio::select! {
             _ = shutdown.changed() => break,
@@ -612,8 +618,16 @@ async fn accept_loop<H: CallHandler>(
             &shared.refusing
         };
         let Ok(permit) = Arc::clone(slots).try_acquire_owned() else {
-            warn!(target: AUDIT_TARGET, event = "limit", remote = %remote, limit = "pending_handshakes");
             drop(tcp);
+            dropped += 1;
+            if last_drop_line.is_none_or(|t| t.elapsed() >= DROP_LINE_INTERVAL) {
+                warn!(
+                    target: AUDIT_TARGET, event = "limit", remote = %remote,
+                    limit = "pending_handshakes", dropped
+                );
+                dropped = 0;
+                last_drop_line = Some(Instant::now());
+            }
             continue;
         };
         // Best effort: latency matters more than packet count for signaling.

@@ -13,6 +13,7 @@ use callsec_signaling::{
 };
 use common::{Harness, claims, sign, token};
 use serde_json::{Value, json};
+use tokio::io::AsyncReadExt as _;
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -164,4 +165,39 @@ async fn audit_log_records_events_and_never_secrets() {
         let sig = tok.rsplit('.').next().unwrap();
         assert!(!all.contains(sig));
     }
+}
+
+/// Connections dropped at accept are audited in one line a second, not one each.
+#[tokio::test]
+async fn a_connection_flood_is_not_a_log_flood() {
+    let capture = Capture::default();
+    // This runtime has one thread, so a thread default sees every server task.
+    let _default = tracing::subscriber::set_default(json_subscriber(capture.clone()));
+    let h = Harness::with(|c| {
+        c.limits.max_pending_handshakes = 1;
+        c.limits.max_connections_per_address = 1000;
+    })
+    .await;
+    let addr = h.server.local_addr();
+    // One stalled connection holds the only handshake slot; fifty more are dropped.
+    let _stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut flood = Vec::new();
+    for _ in 0..50 {
+        flood.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    for mut stream in flood {
+        let mut buf = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await;
+        assert!(matches!(read, Ok(Ok(0) | Err(_))), "not dropped: {read:?}");
+    }
+    let lines: Vec<Value> = audit_lines(&capture)
+        .into_iter()
+        .filter(|l| l["event"] == "limit" && l["limit"] == "pending_handshakes")
+        .collect();
+    assert!(
+        (1..=3).contains(&lines.len()),
+        "{} lines for 50 drops",
+        lines.len()
+    );
+    assert!(lines[0]["dropped"].as_u64().is_some_and(|n| n >= 1));
 }
