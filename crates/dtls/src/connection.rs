@@ -437,7 +437,7 @@ impl Connection {
 
     /// Starts a server for a client whose ClientHello cookie a [`HelloVerifier`] already
     /// accepted ([`HelloCheck::Accept`]): no second cookie exchange. Feed it the accepted
-    /// datagram first.
+    /// datagram first; the handshake timeout ([`Config::handshake_timeout`]) runs from then.
     ///
     /// [`HelloVerifier`]: crate::HelloVerifier
     /// [`HelloCheck::Accept`]: crate::HelloCheck::Accept
