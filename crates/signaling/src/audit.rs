@@ -16,11 +16,12 @@
 //! Tokens and SDP are never logged: [`crate::protocol::Token`] and [`crate::protocol::Sdp`]
 //! redact themselves in `Debug`, and no event records a message body.
 //!
-//! One caveat outside this crate: `tungstenite` logs the client's upgrade request
+//! One hazard outside this crate: `tungstenite` logs the client's upgrade request
 //! (`Authorization` header included) and every frame's payload (`auth` messages, SDP) at
-//! TRACE through the `log` crate. [`json_subscriber`] does not capture `log` records; an
-//! application that bridges `log` into `tracing` (e.g. `tracing_log::LogTracer`) must
-//! keep the `tungstenite` and `tokio_tungstenite` targets below TRACE.
+//! TRACE through the `log` crate. This crate therefore turns on the `log` crate's
+//! `max_level_debug` and `release_max_level_debug` features, which compile every `log`
+//! TRACE record out of any binary that links it: those payloads cannot reach a log even
+//! where an application bridges `log` into `tracing`.
 
 use tracing::Subscriber;
 use tracing_subscriber::fmt::MakeWriter;
@@ -43,4 +44,13 @@ where
         .with_span_list(false)
         .with_writer(writer)
         .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    /// tungstenite's TRACE records carry bearer tokens and SDP: they must be compiled out.
+    #[test]
+    fn log_trace_is_compiled_out() {
+        assert!(log::STATIC_MAX_LEVEL <= log::LevelFilter::Debug);
+    }
 }
