@@ -286,5 +286,44 @@ fn config() -> Criterion {
         .measurement_time(std::time::Duration::from_secs(2))
 }
 
-criterion_group! { name = benches; config = config(); targets = protect, unprotect }
+/// The SFU's per-packet path: unprotect what one sender sent, then protect a copy for each
+/// of `n` receivers with their own contexts (callsec only; no rival offers this as a unit).
+fn forward(c: &mut Criterion) {
+    let mut g = c.benchmark_group("srtp-forward");
+    for profile in ProtectionProfile::ALL {
+        for receivers in [1usize, 8] {
+            let payload = 1200;
+            let len = 12 + payload;
+            g.throughput(Throughput::Bytes((len * receivers) as u64));
+            let mut tx = callsec(profile);
+            let mut rx = callsec(profile);
+            let mut outs: Vec<Context> = (0..receivers).map(|_| callsec(profile)).collect();
+            let mut copy = vec![0u8; len + 64];
+            let mut seq = 0u16;
+            let id = format!("{}-to-{receivers}", param(profile, payload));
+            g.bench_function(BenchmarkId::new("callsec", id), |b| {
+                b.iter_batched_ref(
+                    || {
+                        seq = seq.wrapping_add(1);
+                        let mut p = rtp(seq, payload);
+                        let n = tx.protect_rtp(&mut p, len).unwrap();
+                        p.truncate(n);
+                        p
+                    },
+                    |p| {
+                        let m = rx.unprotect_rtp(black_box(p)).unwrap();
+                        for out in outs.iter_mut() {
+                            copy[..m].copy_from_slice(&p[..m]);
+                            black_box(out.protect_rtp(&mut copy, m).unwrap());
+                        }
+                    },
+                    BatchSize::SmallInput,
+                )
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group! { name = benches; config = config(); targets = protect, unprotect, forward }
 criterion_main!(benches);

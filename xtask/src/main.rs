@@ -131,7 +131,7 @@ fn signaling_load() -> Result {
 /// (group, parameter), one column per function id.
 fn summary(bench: &str) -> Result {
     let groups: &[&str] = match bench {
-        "srtp" => &["srtp-protect", "srtp-unprotect"],
+        "srtp" => &["srtp-protect", "srtp-unprotect", "srtp-forward"],
         "dtls" => &["dtls-handshake"],
         _ => &[],
     };
