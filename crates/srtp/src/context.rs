@@ -143,18 +143,7 @@ impl Context {
         if buf.len() < needed {
             return Err(Error::BufferTooSmall { needed });
         }
-        let slot = self.rtp_streams.find(header.ssrc);
-        let index = match slot {
-            Ok(i) => estimate_index(self.rtp_streams.at(i).window.top(), header.seq)
-                .ok_or(Error::Replayed)?,
-            Err(_) if self.rtp_streams.len() >= self.config.max_streams => {
-                return Err(Error::TooManyStreams);
-            }
-            Err(_) => u64::from(header.seq),
-        };
-        if self.srtp_packets >= self.config.max_srtp_packets {
-            return Err(Error::KeyExhausted);
-        }
+        let (slot, index) = self.rtp_index(header.ssrc, header.seq, false)?;
 
         let (packet, tail) = buf.split_at_mut(len);
         match &self.rtp {
@@ -171,17 +160,7 @@ impl Context {
             }
         }
 
-        self.srtp_packets += 1;
-        match slot {
-            Ok(i) => self.rtp_streams.at_mut(i).window.accept(index),
-            Err(at) => self.rtp_streams.insert(
-                at,
-                header.ssrc,
-                RtpStream {
-                    window: ReplayWindow::new(self.config.replay_window, index),
-                },
-            ),
-        }
+        self.rtp_commit(slot, header.ssrc, index);
         Ok(needed)
     }
 
@@ -196,23 +175,7 @@ impl Context {
         let Some(len) = buf.len().checked_sub(tag_len).filter(|&n| n >= header.len) else {
             return Err(Malformed::TooShort.into());
         };
-        let slot = self.rtp_streams.find(header.ssrc);
-        let index = match slot {
-            Ok(i) => {
-                let window = &self.rtp_streams.at(i).window;
-                let index = estimate_index(window.top(), header.seq).ok_or(Error::Replayed)?;
-                window.check(index)?;
-                index
-            }
-            Err(_) if self.rtp_streams.len() >= self.config.max_streams => {
-                return Err(Error::TooManyStreams);
-            }
-            // RFC 3711 §3.3.1: a receiver starts a stream with ROC 0 (what WebRTC senders use).
-            Err(_) => u64::from(header.seq),
-        };
-        if self.srtp_packets >= self.config.max_srtp_packets {
-            return Err(Error::KeyExhausted);
-        }
+        let (slot, index) = self.rtp_index(header.ssrc, header.seq, true)?;
 
         let (packet, tag) = buf.split_at_mut(len);
         match &self.rtp {
@@ -230,18 +193,52 @@ impl Context {
             }
         }
 
+        self.rtp_commit(slot, header.ssrc, index);
+        Ok(len)
+    }
+
+    /// The SRTP index of `(ssrc, seq)` and where its stream is (or would be inserted), after
+    /// the checks that come before any cryptography: the replay window when `receiving`, the
+    /// stream limit and the key lifetime. Changes nothing.
+    fn rtp_index(
+        &self,
+        ssrc: u32,
+        seq: u16,
+        receiving: bool,
+    ) -> Result<(Result<usize, usize>, u64), Error> {
+        let slot = self.rtp_streams.find(ssrc);
+        let index = match slot {
+            Ok(i) => {
+                let window = &self.rtp_streams.at(i).window;
+                let index = estimate_index(window.top(), seq).ok_or(Error::Replayed)?;
+                if receiving {
+                    window.check(index)?;
+                }
+                index
+            }
+            Err(_) if self.rtp_streams.len() >= self.config.max_streams => {
+                return Err(Error::TooManyStreams);
+            }
+            // RFC 3711 §3.3.1: a new stream starts with ROC 0 (what WebRTC senders use).
+            Err(_) => u64::from(seq),
+        };
+        if self.srtp_packets >= self.config.max_srtp_packets {
+            return Err(Error::KeyExhausted);
+        }
+        Ok((slot, index))
+    }
+
+    /// Records a packet that was protected or authenticated: the key's packet count, the
+    /// stream's window (and so its ROC), or a new stream.
+    fn rtp_commit(&mut self, slot: Result<usize, usize>, ssrc: u32, index: u64) {
         self.srtp_packets += 1;
         match slot {
             Ok(i) => self.rtp_streams.at_mut(i).window.accept(index),
-            Err(at) => self.rtp_streams.insert(
-                at,
-                header.ssrc,
-                RtpStream {
-                    window: ReplayWindow::new(self.config.replay_window, index),
-                },
-            ),
+            Err(at) => {
+                let window = ReplayWindow::new(self.config.replay_window, index);
+                self.rtp_streams.insert(at, ssrc, RtpStream { window });
+            }
         }
-        Ok(len)
     }
 
     /// Protects the (compound) RTCP packet in `buf[..len]` in place and returns the SRTCP
