@@ -200,6 +200,7 @@ impl Context {
     /// The SRTP index of `(ssrc, seq)` and where its stream is (or would be inserted), after
     /// the checks that come before any cryptography: the replay window when `receiving`, the
     /// stream limit and the key lifetime. Changes nothing.
+    #[inline]
     fn rtp_index(
         &self,
         ssrc: u32,
@@ -230,6 +231,7 @@ impl Context {
 
     /// Records a packet that was protected or authenticated: the key's packet count, the
     /// stream's window (and so its ROC), or a new stream.
+    #[inline]
     fn rtp_commit(&mut self, slot: Result<usize, usize>, ssrc: u32, index: u64) {
         self.srtp_packets += 1;
         match slot {
