@@ -90,8 +90,8 @@ fn test() -> Result {
 
 fn interop() -> Result {
     let mut t = cargo();
-    t.args(["test", "-p", "callsec-tests", "--no-fail-fast"]);
-    run("interop tests (peers)", t)
+    t.args(["test", "-p", "callsec-tests", "-p", "callsec-interop", "--no-fail-fast"]);
+    run("interop tests (peers and headless Chromium)", t)
 }
 
 fn bench(which: &str) -> Result {

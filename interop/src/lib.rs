@@ -1,0 +1,1 @@
+//! Browser interop tests live in `tests/`; this crate has no library code.
