@@ -90,7 +90,14 @@ fn test() -> Result {
 
 fn interop() -> Result {
     let mut t = cargo();
-    t.args(["test", "-p", "callsec-tests", "-p", "callsec-interop", "--no-fail-fast"]);
+    t.args([
+        "test",
+        "--no-fail-fast",
+        "-p",
+        "callsec-tests",
+        "-p",
+        "callsec-interop",
+    ]);
     run("interop tests (peers and headless Chromium)", t)
 }
 
