@@ -40,7 +40,8 @@ impl RtpShape {
         }
     }
 
-    pub fn len(&self) -> usize {
+    /// Bytes the packet takes on the wire.
+    pub fn wire_len(&self) -> usize {
         let ext = if self.extension == Extension::None {
             0
         } else {
@@ -48,15 +49,11 @@ impl RtpShape {
         };
         12 + 4 * self.csrcs as usize + ext + self.payload + self.padding as usize
     }
-
-    pub fn is_empty(&self) -> bool {
-        false
-    }
 }
 
 /// Builds the RTP packet `shape` describes, with payload bytes from `rng`.
 pub fn rtp_packet(shape: &RtpShape, rng: &mut impl RngCore) -> Vec<u8> {
-    let mut p = Vec::with_capacity(shape.len());
+    let mut p = Vec::with_capacity(shape.wire_len());
     let x = shape.extension != Extension::None;
     let pad = shape.padding > 0;
     p.push(0x80 | (u8::from(pad) << 5) | (u8::from(x) << 4) | shape.csrcs);
@@ -89,7 +86,7 @@ pub fn rtp_packet(shape: &RtpShape, rng: &mut impl RngCore) -> Vec<u8> {
         p.extend(std::iter::repeat_n(0, usize::from(shape.padding) - 1));
         p.push(shape.padding);
     }
-    debug_assert_eq!(p.len(), shape.len());
+    debug_assert_eq!(p.len(), shape.wire_len());
     p
 }
 
@@ -143,7 +140,7 @@ pub fn random_shape(rng: &mut impl Rng, ssrc: u32, seq: u16, max_len: usize) -> 
         payload: 0,
         padding: rng.gen_range(0..3) * 4,
     };
-    let room = max_len.saturating_sub(shape.len());
+    let room = max_len.saturating_sub(shape.wire_len());
     shape.payload = rng.gen_range(0..=room);
     shape
 }

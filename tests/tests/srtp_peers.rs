@@ -27,30 +27,16 @@ impl Peer for Callsec {
         "callsec"
     }
     fn protect_rtp(&mut self, p: &[u8]) -> Vec<u8> {
-        let mut buf = vec![0; p.len() + 64];
-        buf[..p.len()].copy_from_slice(p);
-        let n = self.0.protect_rtp(&mut buf, p.len()).unwrap();
-        buf.truncate(n);
-        buf
+        in_place(p, 64, |b, n| self.0.protect_rtp(b, n)).unwrap()
     }
     fn protect_rtcp(&mut self, p: &[u8]) -> Vec<u8> {
-        let mut buf = vec![0; p.len() + 64];
-        buf[..p.len()].copy_from_slice(p);
-        let n = self.0.protect_rtcp(&mut buf, p.len()).unwrap();
-        buf.truncate(n);
-        buf
+        in_place(p, 64, |b, n| self.0.protect_rtcp(b, n)).unwrap()
     }
     fn unprotect_rtp(&mut self, p: &[u8]) -> Result<Vec<u8>, String> {
-        let mut buf = p.to_vec();
-        let n = self.0.unprotect_rtp(&mut buf).map_err(|e| e.to_string())?;
-        buf.truncate(n);
-        Ok(buf)
+        in_place(p, 0, |b, _| self.0.unprotect_rtp(b))
     }
     fn unprotect_rtcp(&mut self, p: &[u8]) -> Result<Vec<u8>, String> {
-        let mut buf = p.to_vec();
-        let n = self.0.unprotect_rtcp(&mut buf).map_err(|e| e.to_string())?;
-        buf.truncate(n);
-        Ok(buf)
+        in_place(p, 0, |b, _| self.0.unprotect_rtcp(b))
     }
 }
 
@@ -83,37 +69,33 @@ impl Peer for Libsrtp {
         "libsrtp2"
     }
     fn protect_rtp(&mut self, p: &[u8]) -> Vec<u8> {
-        let mut buf = vec![0; p.len() + callsec_libsrtp2::MAX_TRAILER];
-        buf[..p.len()].copy_from_slice(p);
-        let n = self.0.protect_rtp(&mut buf, p.len()).unwrap();
-        buf.truncate(n);
-        buf
+        let room = callsec_libsrtp2::MAX_TRAILER;
+        in_place(p, room, |b, n| self.0.protect_rtp(b, n)).unwrap()
     }
     fn protect_rtcp(&mut self, p: &[u8]) -> Vec<u8> {
-        let mut buf = vec![0; p.len() + callsec_libsrtp2::MAX_TRAILER];
-        buf[..p.len()].copy_from_slice(p);
-        let n = self.0.protect_rtcp(&mut buf, p.len()).unwrap();
-        buf.truncate(n);
-        buf
+        let room = callsec_libsrtp2::MAX_TRAILER;
+        in_place(p, room, |b, n| self.0.protect_rtcp(b, n)).unwrap()
     }
     fn unprotect_rtp(&mut self, p: &[u8]) -> Result<Vec<u8>, String> {
-        let mut buf = p.to_vec();
-        let n = self
-            .0
-            .unprotect_rtp(&mut buf, p.len())
-            .map_err(|e| e.to_string())?;
-        buf.truncate(n);
-        Ok(buf)
+        in_place(p, 0, |b, n| self.0.unprotect_rtp(b, n))
     }
     fn unprotect_rtcp(&mut self, p: &[u8]) -> Result<Vec<u8>, String> {
-        let mut buf = p.to_vec();
-        let n = self
-            .0
-            .unprotect_rtcp(&mut buf, p.len())
-            .map_err(|e| e.to_string())?;
-        buf.truncate(n);
-        Ok(buf)
+        in_place(p, 0, |b, n| self.0.unprotect_rtcp(b, n))
     }
+}
+
+/// Copies `p` into a buffer with `room` spare bytes, runs `f(buffer, p.len())` on it in
+/// place, and keeps the first bytes `f` says are the result.
+fn in_place<E: std::fmt::Display>(
+    p: &[u8],
+    room: usize,
+    f: impl FnOnce(&mut [u8], usize) -> Result<usize, E>,
+) -> Result<Vec<u8>, String> {
+    let mut buf = p.to_vec();
+    buf.resize(p.len() + room, 0);
+    let n = f(&mut buf, p.len()).map_err(|e| e.to_string())?;
+    buf.truncate(n);
+    Ok(buf)
 }
 
 #[derive(Clone, Copy, Debug)]

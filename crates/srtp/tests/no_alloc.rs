@@ -44,8 +44,7 @@ fn no_allocation_per_packet() {
         let mut buf = vec![0u8; 2048];
         // Warm up: create every stream (this may allocate).
         for &ssrc in &ssrcs {
-            for (seq, kind) in [(0u16, 0), (1, 1)] {
-                let _ = kind;
+            for seq in [0u16, 1] {
                 let p = &plain[0];
                 buf[..p.len()].copy_from_slice(p);
                 buf[2..4].copy_from_slice(&seq.to_be_bytes());
