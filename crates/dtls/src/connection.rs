@@ -217,6 +217,12 @@ impl Hs {
     fn hash(&self) -> [u8; 32] {
         Sha256::digest(&self.transcript).into()
     }
+
+    /// What the ServerKeyExchange signature covers (RFC 8422 §5.4): client_random +
+    /// server_random + ServerECDHParams.
+    fn server_params_signed(&self, params: &[u8]) -> Vec<u8> {
+        [&self.client_random[..], &self.server_random, params].concat()
+    }
 }
 
 /// 32 random bytes an ECDHE key is made from when it is needed: a server derives its key only
@@ -959,7 +965,8 @@ impl Connection {
             }
             (State::ServerExpectCertificateVerify(mut k), HandshakeType::CERTIFICATE_VERIFY) => {
                 // RFC 5246 §7.4.8: signature over all handshake messages so far.
-                verify_signature(&k.peer_key, &msg.body, &k.hs.transcript)?;
+                let (scheme, sig) = read_digitally_signed(&msg.body)?;
+                verify_signature(&k.peer_key, scheme, &sig, &k.hs.transcript)?;
                 k.hs.add(msg.msg_type, msg.seq, &msg.body);
                 State::ServerExpectFinished(k)
             }
@@ -1280,14 +1287,13 @@ impl Connection {
         );
         let cert = write_certificate(&[self.config.certificate.der()]);
         self.push_msg(&mut flight, &mut hs, HandshakeType::CERTIFICATE, 0, cert);
-        // RFC 8422 §5.4: sign client_random + server_random + ServerECDHParams.
         let public = ecdh_public(&ecdh);
         let params = ServerKeyExchange::params(SECP256R1, &public);
-        let mut signed = Vec::with_capacity(64 + params.len());
-        signed.extend_from_slice(&hs.client_random);
-        signed.extend_from_slice(&hs.server_random);
-        signed.extend_from_slice(&params);
-        let sig: DerSignature = self.config.certificate.signing_key().sign(&signed);
+        let sig: DerSignature = self
+            .config
+            .certificate
+            .signing_key()
+            .sign(&hs.server_params_signed(&params));
         let ske = ServerKeyExchange {
             named_curve: SECP256R1,
             public: public.to_vec(),
@@ -1733,18 +1739,19 @@ fn parse_share(public: &[u8]) -> Result<p256::PublicKey, Error> {
         .map_err(|_| Error::IllegalParameter("ECDHE share not on P-256"))
 }
 
-/// Verifies `DigitallySigned` over `signed` with ecdsa_secp256r1_sha256.
+/// Verifies a `DigitallySigned` (its scheme and signature) over `signed` with
+/// ecdsa_secp256r1_sha256.
 fn verify_signature(
     key: &VerifyingKey,
-    digitally_signed: &[u8],
+    scheme: u16,
+    sig: &[u8],
     signed: &[u8],
 ) -> Result<(), Error> {
-    let (scheme, sig) = read_digitally_signed(digitally_signed)?;
     if scheme != ECDSA_SECP256R1_SHA256 {
         return Err(Error::IllegalParameter("signature scheme not offered"));
     }
     let sig =
-        Signature::from_der(&sig).map_err(|_| Error::DecryptError("malformed ECDSA signature"))?;
+        Signature::from_der(sig).map_err(|_| Error::DecryptError("malformed ECDSA signature"))?;
     key.verify(signed, &sig)
         .map_err(|_| Error::DecryptError("bad signature"))
 }
@@ -1763,14 +1770,13 @@ fn client_server_key_exchange(
             "ServerKeyExchange before Certificate",
         ));
     };
-    // RFC 8422 §5.4: signature over client_random + server_random + ServerECDHParams.
     let params = ServerKeyExchange::params(ske.named_curve, &ske.public);
-    let mut signed = Vec::with_capacity(64 + params.len());
-    signed.extend_from_slice(&n.hs.client_random);
-    signed.extend_from_slice(&n.hs.server_random);
-    signed.extend_from_slice(&params);
-    let ds = write_digitally_signed(ske.scheme, &ske.signature);
-    verify_signature(key, &ds, &signed)?;
+    verify_signature(
+        key,
+        ske.scheme,
+        &ske.signature,
+        &n.hs.server_params_signed(&params),
+    )?;
     n.server_share = Some(share);
     n.hs.add(msg.msg_type, msg.seq, &msg.body);
     Ok(n)
