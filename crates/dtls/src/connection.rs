@@ -1181,7 +1181,7 @@ impl Connection {
         msg: &Message,
         record_seq: u64,
     ) -> Result<State, Error> {
-        let (ch, _) = ClientHello::read(&msg.body)?;
+        let ch = ClientHello::read(&msg.body)?;
         // DTLS versions count down: FEFF is 1.0, FEFD is 1.2 (RFC 6347 §4.1). Anything older
         // than 1.2 is refused; a newer client falls back to 1.2.
         if ch.client_version > DTLS12 {
@@ -1859,15 +1859,8 @@ mod tests {
             }
             assert!(matches!(server.state, State::ServerExpectFinished(_)));
             let mut msg = Vec::new();
-            HsHeader {
-                msg_type: HandshakeType::FINISHED,
-                length: 12,
-                message_seq: server.reassembler.next_seq(),
-                fragment_offset: 0,
-                fragment_length: 12,
-            }
-            .write(&mut msg);
-            msg.extend_from_slice(&[0; 12]);
+            let seq = server.reassembler.next_seq();
+            transcript_bytes(&mut msg, HandshakeType::FINISHED, seq, &[0; 12]);
             let mut forged = Vec::new();
             client
                 .put_record(&mut forged, ContentType::HANDSHAKE, 1, &msg)

@@ -14,7 +14,9 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::codec::Reader;
-use crate::handshake::{HandshakeType, HelloVerifyRequest, HsHeader};
+use crate::handshake::{
+    HS_HEADER_LEN, HandshakeType, HelloVerifyRequest, HsHeader, transcript_bytes,
+};
 use crate::record::{ContentType, DTLS10, DTLS12, Record};
 
 /// Cookie length (RFC 6347 §4.2.1 allows up to 255).
@@ -75,17 +77,13 @@ pub(crate) fn hello_verify_request(msg_seq: u16, record_seq: u64, cookie: &[u8])
         cookie: cookie.to_vec(),
     }
     .write();
-    let len = body.len() as u32;
-    let mut rec = Vec::with_capacity(12 + body.len());
-    HsHeader {
-        msg_type: HandshakeType::HELLO_VERIFY_REQUEST,
-        length: len,
-        message_seq: msg_seq,
-        fragment_offset: 0,
-        fragment_length: len,
-    }
-    .write(&mut rec);
-    rec.extend_from_slice(&body);
+    let mut rec = Vec::with_capacity(HS_HEADER_LEN + body.len());
+    transcript_bytes(
+        &mut rec,
+        HandshakeType::HELLO_VERIFY_REQUEST,
+        msg_seq,
+        &body,
+    );
     let mut out = Vec::with_capacity(13 + rec.len());
     crate::record::put_header(&mut out, ContentType::HANDSHAKE, 0, record_seq, rec.len());
     out.extend_from_slice(&rec);

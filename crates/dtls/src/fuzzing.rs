@@ -48,9 +48,9 @@ pub fn handshake_messages(data: &[u8]) {
 fn parse_body(t: HandshakeType, body: &[u8]) {
     match t {
         HandshakeType::CLIENT_HELLO => {
-            if let Ok((ch, _)) = ClientHello::read(body) {
+            if let Ok(ch) = ClientHello::read(body) {
                 // Unknown extensions are not re-encoded; known fields must survive.
-                if let Ok((again, _)) = ClientHello::read(&ch.write()) {
+                if let Ok(again) = ClientHello::read(&ch.write()) {
                     assert_eq!(again.cipher_suites, ch.cipher_suites);
                     assert_eq!(again.cookie, ch.cookie);
                     assert_eq!(again.extensions.use_srtp, ch.extensions.use_srtp);

@@ -233,9 +233,8 @@ pub(crate) struct ClientHello {
 }
 
 impl ClientHello {
-    /// Parses a ClientHello body; also returns the body with the cookie removed, which the
-    /// stateless cookie covers.
-    pub(crate) fn read(body: &[u8]) -> Result<(Self, Vec<u8>), Error> {
+    /// Parses a ClientHello body.
+    pub(crate) fn read(body: &[u8]) -> Result<Self, Error> {
         let mut r = Reader::new(body);
         let client_version = r.u16()?;
         let random = r.array()?;
@@ -243,27 +242,20 @@ impl ClientHello {
         if session_id.len() > 32 {
             return Err(Error::Decode("session_id too long"));
         }
-        let before_cookie = body.len() - r.remaining();
         let cookie = r.vec8(0)?.to_vec();
-        let after_cookie = body.len() - r.remaining();
         let cipher_suites = r.u16_list(2)?;
         let compression_methods = r.vec8(1)?.to_vec();
         let extensions = Extensions::read(&mut r)?;
         r.expect_empty()?;
-        let mut uncookied = body[..before_cookie].to_vec();
-        uncookied.extend_from_slice(&body[after_cookie..]);
-        Ok((
-            Self {
-                client_version,
-                random,
-                session_id: session_id.to_vec(),
-                cookie,
-                cipher_suites,
-                compression_methods,
-                extensions,
-            },
-            uncookied,
-        ))
+        Ok(Self {
+            client_version,
+            random,
+            session_id: session_id.to_vec(),
+            cookie,
+            cipher_suites,
+            compression_methods,
+            extensions,
+        })
     }
 
     /// Encodes the body.
@@ -565,19 +557,17 @@ mod tests {
             extensions: sample_extensions(),
         };
         let body = ch.write();
-        let (back, uncookied) = ClientHello::read(&body).unwrap();
-        assert_eq!(back, ch);
-        assert_eq!(uncookied.len(), body.len() - 21);
+        assert_eq!(ClientHello::read(&body).unwrap(), ch);
         // version, random, session_id, cookie, suites, compression: then the extensions.
         let no_ext = 2 + 32 + 1 + 21 + 6 + 2;
-        truncations_fail_but(&body, Some(no_ext), |b| ClientHello::read(b).map(|_| ()));
+        truncations_fail_but(&body, Some(no_ext), ClientHello::read);
         // No extensions block at all is allowed.
         let mut bare = ch.clone();
         bare.extensions = Extensions::default();
         let mut body = bare.write();
         body.truncate(body.len() - 2);
         assert_eq!(
-            ClientHello::read(&body).unwrap().0.extensions,
+            ClientHello::read(&body).unwrap().extensions,
             Extensions::default()
         );
     }
