@@ -144,6 +144,22 @@ impl Floor {
     }
 }
 
+/// Fresh protected packets in sequence order, made by `protect(buf, len) -> new len`, for
+/// the untimed setup of the unprotect benchmarks.
+fn sender(
+    payload: usize,
+    mut protect: impl FnMut(&mut [u8], usize) -> usize,
+) -> impl FnMut() -> Vec<u8> {
+    let mut seq = 0u16;
+    move || {
+        seq = seq.wrapping_add(1);
+        let mut p = rtp(seq, payload);
+        let n = protect(&mut p, 12 + payload);
+        p.truncate(n);
+        p
+    }
+}
+
 /// AES-128-CTR over `data` with a borrowed, already expanded key.
 fn keystream(aes: &Aes128Enc, iv: [u8; 16], data: &mut [u8]) {
     type Core<'a> = ctr::CtrCore<&'a Aes128Enc, ctr::flavors::Ctr128BE>;
@@ -211,48 +227,37 @@ fn unprotect(c: &mut Criterion) {
 
             // Each implementation receives what its own sender made, in sequence order.
             let mut tx = callsec(profile);
+            let mut fresh = sender(payload, |p, n| tx.protect_rtp(p, n).unwrap());
             let mut rx = callsec(profile);
-            let mut seq = 0u16;
             g.bench_function(BenchmarkId::new("callsec", &id), |b| {
                 b.iter_batched_ref(
-                    || {
-                        seq = seq.wrapping_add(1);
-                        let mut p = rtp(seq, payload);
-                        let n = tx.protect_rtp(&mut p, len).unwrap();
-                        p.truncate(n);
-                        p
-                    },
+                    &mut fresh,
                     |p| rx.unprotect_rtp(black_box(p)).unwrap(),
                     BatchSize::SmallInput,
                 )
             });
 
             let mut tx = webrtc(profile);
+            let mut fresh = sender(payload, |p, n| {
+                let out = tx.encrypt_rtp(&p[..n]).unwrap();
+                p[..out.len()].copy_from_slice(&out);
+                out.len()
+            });
             let mut rx = webrtc(profile);
-            let mut seq = 0u16;
             g.bench_function(BenchmarkId::new("webrtc-srtp", &id), |b| {
                 b.iter_batched_ref(
-                    || {
-                        seq = seq.wrapping_add(1);
-                        tx.encrypt_rtp(&rtp(seq, payload)[..len]).unwrap().to_vec()
-                    },
+                    &mut fresh,
                     |p| rx.decrypt_rtp(black_box(p)).unwrap(),
                     BatchSize::SmallInput,
                 )
             });
 
             let mut tx = libsrtp(profile, callsec_libsrtp2::Direction::Outbound);
+            let mut fresh = sender(payload, |p, n| tx.protect_rtp(p, n).unwrap());
             let mut rx = libsrtp(profile, callsec_libsrtp2::Direction::Inbound);
-            let mut seq = 0u16;
             g.bench_function(BenchmarkId::new("libsrtp2", &id), |b| {
                 b.iter_batched_ref(
-                    || {
-                        seq = seq.wrapping_add(1);
-                        let mut p = rtp(seq, payload);
-                        let n = tx.protect_rtp(&mut p, len).unwrap();
-                        p.truncate(n);
-                        p
-                    },
+                    &mut fresh,
                     |p| {
                         let n = p.len();
                         rx.unprotect_rtp(black_box(p), n).unwrap()
@@ -262,14 +267,10 @@ fn unprotect(c: &mut Criterion) {
             });
 
             let floor = Floor::new(profile);
+            let mut fresh = sender(payload, |p, n| floor.seal(p, n));
             g.bench_function(BenchmarkId::new("floor", &id), |b| {
                 b.iter_batched_ref(
-                    || {
-                        let mut p = rtp(0, payload);
-                        let n = floor.seal(&mut p, len);
-                        p.truncate(n);
-                        p
-                    },
+                    &mut fresh,
                     |p| floor.open(black_box(p)),
                     BatchSize::SmallInput,
                 )
@@ -296,20 +297,14 @@ fn forward(c: &mut Criterion) {
             let len = 12 + payload;
             g.throughput(Throughput::Bytes((len * receivers) as u64));
             let mut tx = callsec(profile);
+            let mut fresh = sender(payload, |p, n| tx.protect_rtp(p, n).unwrap());
             let mut rx = callsec(profile);
             let mut outs: Vec<Context> = (0..receivers).map(|_| callsec(profile)).collect();
             let mut copy = vec![0u8; len + 64];
-            let mut seq = 0u16;
             let id = format!("{}-to-{receivers}", param(profile, payload));
             g.bench_function(BenchmarkId::new("callsec", id), |b| {
                 b.iter_batched_ref(
-                    || {
-                        seq = seq.wrapping_add(1);
-                        let mut p = rtp(seq, payload);
-                        let n = tx.protect_rtp(&mut p, len).unwrap();
-                        p.truncate(n);
-                        p
-                    },
+                    &mut fresh,
                     |p| {
                         let m = rx.unprotect_rtp(black_box(p)).unwrap();
                         for out in outs.iter_mut() {
