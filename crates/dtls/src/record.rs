@@ -190,6 +190,14 @@ fn seq_num(epoch: u16, seq: u64) -> [u8; 8] {
     ((u64::from(epoch) << 48) | seq).to_be_bytes()
 }
 
+/// RFC 5288 §3: GCMNonce = salt (4 bytes, implicit) || nonce_explicit (8 bytes).
+fn gcm_nonce(salt: &[u8; 4], explicit: &[u8]) -> [u8; 12] {
+    let mut nonce = [0u8; 12];
+    nonce[..4].copy_from_slice(salt);
+    nonce[4..].copy_from_slice(explicit);
+    nonce
+}
+
 /// The additional data / MAC header of RFC 5246 §6.2.3.3 and §6.2.3.1.
 fn pseudo_header(epoch: u16, seq: u64, ct: ContentType, version: u16, len: usize) -> [u8; 13] {
     let mut h = [0u8; 13];
@@ -242,9 +250,7 @@ impl RecordCipher {
             Self::Gcm { aead, salt } => {
                 // RFC 5288 §3: nonce = salt || explicit; explicit = seq_num (never random).
                 let explicit = seq_num(epoch, seq);
-                let mut nonce = [0u8; 12];
-                nonce[..4].copy_from_slice(salt);
-                nonce[4..].copy_from_slice(&explicit);
+                let nonce = gcm_nonce(salt, &explicit);
                 let aad = pseudo_header(epoch, seq, ct, DTLS12, plaintext.len());
                 put_header(out, ct, epoch, seq, plaintext.len() + GCM_OVERHEAD);
                 out.extend_from_slice(&explicit);
@@ -309,9 +315,7 @@ impl RecordCipher {
                 }
                 let (explicit, rest) = rec.fragment.split_at(8);
                 let (body, tag) = rest.split_at(rest.len() - 16);
-                let mut nonce = [0u8; 12];
-                nonce[..4].copy_from_slice(salt);
-                nonce[4..].copy_from_slice(explicit);
+                let nonce = gcm_nonce(salt, explicit);
                 let aad = pseudo_header(
                     rec.epoch,
                     rec.seq,
@@ -371,7 +375,7 @@ fn open_cbc(aes: &Aes256, mac_key: &[u8; 20], rec: &Record<'_>) -> Result<Vec<u8
         good &= !in_pad | b.ct_eq(&(pad as u8));
     }
     // Length of the content: with a bad pad, as if the pad were zero-length.
-    let pad_len = usize::conditional_select_usize(pad + 1, 1, good.into());
+    let pad_len = select_usize(pad + 1, 1, good.into());
     let content_len = n.saturating_sub(MAC_LEN + pad_len);
     let max_content = n - MAC_LEN - 1;
 
@@ -416,16 +420,10 @@ fn open_cbc(aes: &Aes256, mac_key: &[u8; 20], rec: &Record<'_>) -> Result<Vec<u8
     }
 }
 
-/// Branch-free select for lengths.
-trait SelectUsize {
-    fn conditional_select_usize(a: usize, b: usize, choose_a: bool) -> usize;
-}
-
-impl SelectUsize for usize {
-    fn conditional_select_usize(a: usize, b: usize, choose_a: bool) -> usize {
-        let mask = 0usize.wrapping_sub(usize::from(choose_a));
-        (a & mask) | (b & !mask)
-    }
+/// Branch-free select for lengths: `a` if `choose_a`, else `b`.
+fn select_usize(a: usize, b: usize, choose_a: bool) -> usize {
+    let mask = 0usize.wrapping_sub(usize::from(choose_a));
+    (a & mask) | (b & !mask)
 }
 
 #[cfg(test)]
