@@ -49,8 +49,9 @@ pub enum AlertLevel {
 }
 
 /// Everything that can go wrong. Variants say whose fault it was: the peer sent bytes that do
-/// not parse (`Decode`), broke the protocol (`PeerMisbehaved`), wants something callsec refuses
-/// (`PeerIncompatible`), failed authentication, or the local side misused the API.
+/// not parse (`Decode`), broke the protocol (`UnexpectedMessage`, `IllegalParameter`), wants
+/// something callsec refuses (`PeerIncompatible`), failed authentication, or the local side
+/// misused the API.
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {

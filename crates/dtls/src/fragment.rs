@@ -1,5 +1,5 @@
-//! Handshake message reassembly (RFC 6347 §4.2.3) with hard limits, and fragmentation of
-//! outgoing messages to the path MTU.
+//! Handshake message reassembly (RFC 6347 §4.2.3) with hard limits. (Outgoing messages are
+//! fragmented to the MTU by `Connection`'s flight sender.)
 
 use crate::error::Error;
 use crate::handshake::{HandshakeType, HsHeader};
