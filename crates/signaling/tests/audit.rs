@@ -58,7 +58,7 @@ async fn audit_log_records_events_and_never_secrets() {
     let capture = Capture::default();
     tracing::subscriber::set_global_default(json_subscriber(capture.clone())).unwrap();
 
-    let h = Harness::with(|c| {
+    let mut h = Harness::with(|c| {
         c.limits.messages_per_second = 1;
         c.limits.message_burst = 2;
         c.limits.max_participants_per_room = 1;
@@ -130,7 +130,8 @@ async fn audit_log_records_events_and_never_secrets() {
             break;
         }
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The `leave` and `disconnect` lines are written before the calls server is told.
+    h.next_disconnect().await;
 
     let lines = audit_lines(&capture);
     assert!(has(&lines, "auth_success", "user", "alice"));
