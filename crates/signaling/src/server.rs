@@ -844,18 +844,15 @@ async fn send(ws: &mut Ws, env: &ServerEnvelope) -> bool {
 /// Reads the first message, which must be `auth`.
 async fn auth_message(ws: &mut Ws, limits: &DecodeLimits) -> Option<String> {
     loop {
-        let payload = match ws.next().await? {
-            Ok(Message::Text(t)) => t.as_bytes().to_vec(),
-            Ok(Message::Binary(b)) => b.to_vec(),
+        let decoded = match ws.next().await? {
+            Ok(Message::Text(t)) => decode_client_message(t.as_bytes(), limits),
+            Ok(Message::Binary(b)) => decode_client_message(&b, limits),
             Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
             Ok(Message::Close(_)) | Err(_) => return None,
         };
-        return match decode_client_message(&payload, limits) {
-            Ok(env) => match env.message {
-                ClientMessage::Auth { token } => Some(token.0),
-                _ => None,
-            },
-            Err(_) => None,
+        return match decoded.ok()?.message {
+            ClientMessage::Auth { token } => Some(token.0),
+            _ => None,
         };
     }
 }
@@ -1304,45 +1301,43 @@ impl Connection {
             ));
         }
         self.peer.room = Some(room.clone());
-        match self
+        let reply = match self
             .ask(handler, Request::Join { room: room.clone() })
             .await
         {
-            Ok(Reply::Reject(message)) => {
-                self.shared.release_room(self.peer.connection, &room);
-                self.peer.room = None;
-                Step::Reply(rejected(id, message))
-            }
+            Ok(Reply::Reject(message)) => Err(Step::Reply(rejected(id, message))),
+            other => other.map_err(|step| step.with_id(id)),
+        };
+        let reply = match reply {
+            Ok(reply) => reply,
             Err(step) => {
                 self.shared.release_room(self.peer.connection, &room);
                 self.peer.room = None;
-                step.with_id(id)
+                return step;
             }
-            Ok(reply) => {
-                info!(
-                    target: AUDIT_TARGET, event = "join", remote = %self.peer.remote,
-                    user = %self.peer.user_id, session = %self.peer.session_id, room = %room
-                );
-                let participants =
-                    self.shared
-                        .announce_join(self.peer.connection, &room, &self.peer.user_id);
-                // An SDP with the acceptance follows `joined` (which is sent first, as
-                // this step) as a server-initiated message.
-                let sdp = match reply {
-                    Reply::Offer(sdp) => Some(ServerMessage::Offer { sdp }),
-                    Reply::Answer(sdp) => Some(ServerMessage::Answer { sdp }),
-                    Reply::Accept | Reply::Reject(_) => None,
-                };
-                if let Some(message) = sdp {
-                    // A full queue already marks the connection for closing.
-                    let _ = self.shared.send(self.peer.connection, message);
-                }
-                Step::Reply(ServerEnvelope::new(
-                    id,
-                    ServerMessage::Joined { room, participants },
-                ))
-            }
+        };
+        info!(
+            target: AUDIT_TARGET, event = "join", remote = %self.peer.remote,
+            user = %self.peer.user_id, session = %self.peer.session_id, room = %room
+        );
+        let participants =
+            self.shared
+                .announce_join(self.peer.connection, &room, &self.peer.user_id);
+        // An SDP with the acceptance follows `joined` (which is sent first, as this step)
+        // as a server-initiated message.
+        let sdp = match reply {
+            Reply::Offer(sdp) => Some(ServerMessage::Offer { sdp }),
+            Reply::Answer(sdp) => Some(ServerMessage::Answer { sdp }),
+            Reply::Accept | Reply::Reject(_) => None,
+        };
+        if let Some(message) = sdp {
+            // A full queue already marks the connection for closing.
+            let _ = self.shared.send(self.peer.connection, message);
         }
+        Step::Reply(ServerEnvelope::new(
+            id,
+            ServerMessage::Joined { room, participants },
+        ))
     }
 
     async fn leave<H: CallHandler>(&mut self, id: Option<u64>, handler: &H) -> Step {
