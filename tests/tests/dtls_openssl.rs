@@ -251,15 +251,15 @@ fn check_keys(
     assert_eq!(connected.srtp.remote.salt(), rs);
 }
 
-fn callsec_client_openssl_server(suite: CipherSuite, profile: ProtectionProfile) {
-    let tag = format!("s{:x}{:x}", suite.id(), profile.id());
-    let cert = PeerCert::new(&tag);
+/// `s_server -dtls1_2` with `cert` on a free local port, `extra` options, one accept; started,
+/// and a socket connected to it.
+fn s_server(cert: &PeerCert, extra: &[String]) -> (Peer, UdpSocket) {
     let port = UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let peer = Peer::spawn(&[
+    let mut args = vec![
         "s_server".into(),
         "-dtls1_2".into(),
         "-accept".into(),
@@ -268,19 +268,10 @@ fn callsec_client_openssl_server(suite: CipherSuite, profile: ProtectionProfile)
         cert.path("c.pem"),
         "-key".into(),
         cert.path("k.pem"),
-        "-cipher".into(),
-        openssl_cipher(suite).into(),
-        "-use_srtp".into(),
-        openssl_profile(profile).into(),
-        "-keymatexport".into(),
-        "EXTRACTOR-dtls_srtp".into(),
-        "-keymatexportlen".into(),
-        srtp_len(profile).to_string(),
-        "-verify".into(),
-        "1".into(),
-        "-naccept".into(),
-        "1".into(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["-naccept".into(), "1".into()]);
+    let peer = Peer::spawn(&args);
     assert!(
         peer.wait_for("ACCEPT", Duration::from_secs(10)),
         "s_server did not start:\n{}",
@@ -288,6 +279,27 @@ fn callsec_client_openssl_server(suite: CipherSuite, profile: ProtectionProfile)
     );
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.connect(("127.0.0.1", port)).unwrap();
+    (peer, sock)
+}
+
+fn callsec_client_openssl_server(suite: CipherSuite, profile: ProtectionProfile) {
+    let tag = format!("s{:x}{:x}", suite.id(), profile.id());
+    let cert = PeerCert::new(&tag);
+    let (peer, sock) = s_server(
+        &cert,
+        &[
+            "-cipher".into(),
+            openssl_cipher(suite).into(),
+            "-use_srtp".into(),
+            openssl_profile(profile).into(),
+            "-keymatexport".into(),
+            "EXTRACTOR-dtls_srtp".into(),
+            "-keymatexportlen".into(),
+            srtp_len(profile).to_string(),
+            "-verify".into(),
+            "1".into(),
+        ],
+    );
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let cfg = config(suite, profile);
     let mut conn =
@@ -459,32 +471,7 @@ fn openssl_client_callsec_server_cbc_cm() {
 #[test]
 fn openssl_server_with_wrong_fingerprint_is_bad_certificate() {
     let cert = PeerCert::new("wrongfp");
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let peer = Peer::spawn(&[
-        "s_server".into(),
-        "-dtls1_2".into(),
-        "-accept".into(),
-        format!("127.0.0.1:{port}"),
-        "-cert".into(),
-        cert.path("c.pem"),
-        "-key".into(),
-        cert.path("k.pem"),
-        "-use_srtp".into(),
-        "SRTP_AEAD_AES_128_GCM".into(),
-        "-naccept".into(),
-        "1".into(),
-    ]);
-    assert!(
-        peer.wait_for("ACCEPT", Duration::from_secs(10)),
-        "{}",
-        peer.output()
-    );
-    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-    sock.connect(("127.0.0.1", port)).unwrap();
+    let (peer, sock) = s_server(&cert, &["-use_srtp".into(), "SRTP_AEAD_AES_128_GCM".into()]);
     let mut rng = ChaCha20Rng::seed_from_u64(7);
     let cfg = config(
         CipherSuite::EcdheEcdsaAes128GcmSha256,
