@@ -53,7 +53,7 @@ fn error_code(m: &ServerMessage) -> ErrorCode {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_token_joins_and_exchanges_offer_answer() -> Result {
     let mut h = Harness::with(|_| {}).await;
-    let (mut alice, hello) = Client::connect(&h.client_config(Some(token("alice", "s1")))).await?;
+    let (mut alice, hello) = h.try_connect(token("alice", "s1")).await?;
     assert_eq!(
         hello,
         ServerMessage::Authenticated {
@@ -376,11 +376,7 @@ async fn each_bad_token_is_refused_with_its_reason() -> Result {
     cfg.path = "/?room=r1&author=alice".into();
     assert!(Client::connect(&cfg).await.is_ok());
     // And the same token in the header is fine.
-    assert!(
-        Client::connect(&h.client_config(Some(token("alice", "s1"))))
-            .await
-            .is_ok()
-    );
+    assert!(h.try_connect(token("alice", "s1")).await.is_ok());
     Ok(())
 }
 
@@ -402,34 +398,20 @@ async fn es256_tokens_and_clock_skew() -> Result {
     let es = |c: &serde_json::Value| {
         jsonwebtoken::encode(&Header::new(Algorithm::ES256), c, &signing).unwrap()
     };
-    assert!(
-        Client::connect(&h.client_config(Some(es(&claims("alice", "s1")))))
-            .await
-            .is_ok()
-    );
+    assert!(h.try_connect(es(&claims("alice", "s1"))).await.is_ok());
     // Expired 60 s ago is inside the 120 s leeway; 200 s ago is not.
     let mut c = claims("alice", "s1");
     c["exp"] = json!(common::now() - 60);
-    assert!(
-        Client::connect(&h.client_config(Some(es(&c))))
-            .await
-            .is_ok()
-    );
+    assert!(h.try_connect(es(&c)).await.is_ok());
     c["exp"] = json!(common::now() - 200);
-    assert_eq!(
-        closed_code(Client::connect(&h.client_config(Some(es(&c)))).await).0,
-        4008
-    );
+    assert_eq!(closed_code(h.try_connect(es(&c)).await).0, 4008);
     // An HS256 token (even one "signed" with the public key) is the wrong algorithm.
     let confused = jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         &claims("alice", "s1"),
         &EncodingKey::from_secret(key.public_key_pem().as_bytes()),
     )?;
-    assert_eq!(
-        closed_code(Client::connect(&h.client_config(Some(confused))).await).0,
-        4005
-    );
+    assert_eq!(closed_code(h.try_connect(confused).await).0, 4005);
     Ok(())
 }
 
@@ -438,20 +420,13 @@ async fn issuer_is_checked_when_configured() -> Result {
     let h = Harness::with(|c| c.auth.issuer = Some("https://host.example".into())).await;
     let mut c = claims("alice", "s1");
     assert_eq!(
-        closed_code(Client::connect(&h.client_config(Some(sign(&c)))).await),
+        closed_code(h.try_connect(sign(&c)).await),
         (4011, "token issuer mismatch".into())
     );
     c["iss"] = json!("https://evil.example");
-    assert_eq!(
-        closed_code(Client::connect(&h.client_config(Some(sign(&c)))).await).0,
-        4011
-    );
+    assert_eq!(closed_code(h.try_connect(sign(&c)).await).0, 4011);
     c["iss"] = json!("https://host.example");
-    assert!(
-        Client::connect(&h.client_config(Some(sign(&c))))
-            .await
-            .is_ok()
-    );
+    assert!(h.try_connect(sign(&c)).await.is_ok());
     Ok(())
 }
 
@@ -506,7 +481,7 @@ async fn revoked_session_is_closed_within_a_second_and_stays_out_after_restart()
     );
     // Reconnecting with the same token, or a fresh token for the same session, fails.
     assert_eq!(
-        closed_code(Client::connect(&h.client_config(Some(token("alice", "s1")))).await).0,
+        closed_code(h.try_connect(token("alice", "s1")).await).0,
         4012
     );
 
@@ -515,14 +490,10 @@ async fn revoked_session_is_closed_within_a_second_and_stays_out_after_restart()
     assert_eq!(recv_close(&mut other).await.0, 1001);
     let h = Harness::start(common::config(store.clone())).await;
     assert_eq!(
-        closed_code(Client::connect(&h.client_config(Some(token("alice", "s1")))).await).0,
+        closed_code(h.try_connect(token("alice", "s1")).await).0,
         4012
     );
-    assert!(
-        Client::connect(&h.client_config(Some(token("alice", "s3"))))
-            .await
-            .is_ok()
-    );
+    assert!(h.try_connect(token("alice", "s3")).await.is_ok());
     std::fs::remove_file(store)?;
     Ok(())
 }
@@ -548,25 +519,18 @@ async fn revoked_user_is_closed_and_old_tokens_refused() -> Result {
         ServerMessage::Pong
     );
     assert_eq!(
-        closed_code(Client::connect(&h.client_config(Some(token("mallory", "m3")))).await).0,
+        closed_code(h.try_connect(token("mallory", "m3")).await).0,
         4012
     );
     // A token stamped within the clock-skew leeway (30 s) after the revocation may have
     // been minted before it by an issuer whose clock runs ahead: refused.
     let mut skewed = claims("mallory", "m4");
     skewed["iat"] = json!(common::now() + 20);
-    assert_eq!(
-        closed_code(Client::connect(&h.client_config(Some(sign(&skewed)))).await).0,
-        4012
-    );
+    assert_eq!(closed_code(h.try_connect(sign(&skewed)).await).0, 4012);
     // A token issued after that is accepted.
     let mut fresh = claims("mallory", "m5");
     fresh["iat"] = json!(common::now() + 40);
-    assert!(
-        Client::connect(&h.client_config(Some(sign(&fresh))))
-            .await
-            .is_ok()
-    );
+    assert!(h.try_connect(sign(&fresh)).await.is_ok());
     Ok(())
 }
 
@@ -696,11 +660,7 @@ async fn message_rate_limit_answers_then_closes() -> Result {
         (1008, "rate limit exceeded".into())
     );
     // The server is fine.
-    assert!(
-        Client::connect(&h.client_config(Some(token("bob", "s2"))))
-            .await
-            .is_ok()
-    );
+    assert!(h.try_connect(token("bob", "s2")).await.is_ok());
     Ok(())
 }
 
@@ -749,7 +709,7 @@ async fn connection_limits_per_address_and_total() -> Result {
     // The slot comes back once the first connection is gone.
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
-        match Client::connect(&h.client_config(Some(token("c", "3")))).await {
+        match h.try_connect(token("c", "3")).await {
             Ok(_) => break,
             Err(ClientError::Rejected { status: 429 }) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -806,11 +766,7 @@ async fn handshake_timeout_and_pending_handshake_limit() -> Result {
     );
     // Then real clients get in.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    assert!(
-        Client::connect(&h.client_config(Some(token("a", "1"))))
-            .await
-            .is_ok()
-    );
+    assert!(h.try_connect(token("a", "1")).await.is_ok());
     Ok(())
 }
 
@@ -842,11 +798,7 @@ async fn connections_over_the_address_limit_do_not_take_handshake_slots() -> Res
     let dropped = closed.into_iter().filter(|&c| c).count();
     assert!(dropped >= 9, "{dropped} dropped");
     // An honest client from another address still finds a handshake slot.
-    let honest = timeout(
-        Duration::from_secs(5),
-        Client::connect(&h.client_config(Some(token("alice", "s1")))),
-    )
-    .await?;
+    let honest = timeout(Duration::from_secs(5), h.try_connect(token("alice", "s1"))).await?;
     assert!(honest.is_ok(), "{honest:?}");
     drop(attacker);
     Ok(())

@@ -141,11 +141,13 @@ impl Harness {
         ClientConfig::new(self.server.local_addr(), tls, token)
     }
 
+    /// Connects with `token` in the header and waits for `authenticated` or a refusal.
+    pub async fn try_connect(&self, token: String) -> Result<(Client, ServerMessage), ClientError> {
+        Client::connect(&self.client_config(Some(token))).await
+    }
+
     pub async fn connect(&self, token: String) -> Client {
-        Client::connect(&self.client_config(Some(token)))
-            .await
-            .unwrap()
-            .0
+        self.try_connect(token).await.unwrap().0
     }
 
     /// Next thing the handler saw. The timeout only bounds a hang; tests assert their
