@@ -1432,7 +1432,7 @@ impl Connection {
     fn srtp_keys(&self, est: &Established) -> Result<SrtpKeys, Error> {
         let p = est.profile;
         let (k, s) = (p.key_len(), p.salt_len());
-        let mut km = Zeroizing::new(vec![0u8; 2 * (k + s)]);
+        let mut km = Zeroizing::new(vec![0u8; p.keying_material_len()]);
         prf::export(
             &est.master,
             &est.client_random,
