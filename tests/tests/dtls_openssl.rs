@@ -175,12 +175,7 @@ fn config(suite: CipherSuite, profile: ProtectionProfile) -> Arc<Config> {
 
 /// Pumps datagrams between `conn` and the socket until the handshake ends or 10 s pass.
 /// Returns the events seen.
-fn pump(
-    conn: &mut Connection,
-    sock: &UdpSocket,
-    peer: Option<std::net::SocketAddr>,
-    until_connected: bool,
-) -> Vec<Event> {
+fn pump(conn: &mut Connection, sock: &UdpSocket) -> Vec<Event> {
     let mut events = Vec::new();
     let end = Instant::now() + Duration::from_secs(10);
     sock.set_read_timeout(Some(Duration::from_millis(20)))
@@ -188,15 +183,12 @@ fn pump(
     let mut buf = [0u8; 65536];
     loop {
         while let Some(d) = conn.poll_transmit() {
-            match peer {
-                Some(p) => sock.send_to(&d, p).unwrap(),
-                None => sock.send(&d).unwrap(),
-            };
+            sock.send(&d).unwrap();
         }
         while let Some(e) = conn.poll_event() {
             events.push(e);
         }
-        if (until_connected && conn.is_connected()) || conn.is_closed() || Instant::now() > end {
+        if conn.is_connected() || conn.is_closed() || Instant::now() > end {
             return events;
         }
         match sock.recv(&mut buf) {
@@ -208,10 +200,6 @@ fn pump(
             }
         }
     }
-}
-
-fn srtp_len(p: ProtectionProfile) -> usize {
-    p.keying_material_len()
 }
 
 fn check_keys(
@@ -229,7 +217,7 @@ fn check_keys(
         })
         .expect("connected");
     assert_eq!(connected.profile, profile);
-    let mut ours = vec![0u8; srtp_len(profile)];
+    let mut ours = vec![0u8; profile.keying_material_len()];
     conn.export_keying_material(b"EXTRACTOR-dtls_srtp", None, &mut ours)
         .unwrap();
     assert_eq!(
@@ -295,7 +283,7 @@ fn callsec_client_openssl_server(suite: CipherSuite, profile: ProtectionProfile)
             "-keymatexport".into(),
             "EXTRACTOR-dtls_srtp".into(),
             "-keymatexportlen".into(),
-            srtp_len(profile).to_string(),
+            profile.keying_material_len().to_string(),
             "-verify".into(),
             "1".into(),
         ],
@@ -304,7 +292,7 @@ fn callsec_client_openssl_server(suite: CipherSuite, profile: ProtectionProfile)
     let cfg = config(suite, profile);
     let mut conn =
         Connection::client(cfg.clone(), &[cert.fingerprint], Instant::now(), &mut rng).unwrap();
-    let events = pump(&mut conn, &sock, None, true);
+    let events = pump(&mut conn, &sock);
     assert!(
         conn.is_connected(),
         "not connected: {events:?}\n{}",
@@ -353,7 +341,7 @@ fn openssl_client_callsec_server(suite: CipherSuite, profile: ProtectionProfile)
         "-keymatexport".into(),
         "EXTRACTOR-dtls_srtp".into(),
         "-keymatexportlen".into(),
-        srtp_len(profile).to_string(),
+        profile.keying_material_len().to_string(),
     ]);
     sock.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -365,7 +353,7 @@ fn openssl_client_callsec_server(suite: CipherSuite, profile: ProtectionProfile)
     let mut conn = Connection::server(cfg, &[cert.fingerprint], addr.as_bytes(), &mut rng).unwrap();
     conn.handle_datagram(Instant::now(), &buf[..n]).unwrap();
     sock.connect(from).unwrap();
-    let events = pump(&mut conn, &sock, None, true);
+    let events = pump(&mut conn, &sock);
     assert!(
         conn.is_connected(),
         "not connected: {events:?}\n{}",
@@ -479,7 +467,7 @@ fn openssl_server_with_wrong_fingerprint_is_bad_certificate() {
     );
     let wrong = Fingerprint::from_bytes([0x11; 32]);
     let mut conn = Connection::client(cfg, &[wrong], Instant::now(), &mut rng).unwrap();
-    let events = pump(&mut conn, &sock, None, true);
+    let events = pump(&mut conn, &sock);
     assert!(conn.is_closed());
     assert!(!events.iter().any(|e| matches!(e, Event::Connected(_))));
     assert!(
