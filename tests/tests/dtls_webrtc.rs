@@ -151,6 +151,33 @@ fn run_callsec(mut conn: Connection, sock: UdpSocket) -> (Vec<u8>, Box<Connected
     (km, c, conn)
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// webrtc-dtls's own self-signed certificate and its fingerprint.
+fn webrtc_certificate() -> (webrtc_dtls::crypto::Certificate, Fingerprint) {
+    let cert =
+        webrtc_dtls::crypto::Certificate::generate_self_signed(vec!["webrtc".to_string()]).unwrap();
+    let fp = Fingerprint::of_der(cert.certificate[0].as_ref());
+    (cert, fp)
+}
+
+/// Two loopback sockets connected to each other: ours (blocking) and webrtc-dtls's
+/// (non-blocking, for tokio).
+fn socket_pair() -> (UdpSocket, UdpSocket) {
+    let ours = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let theirs = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ours.connect(theirs.local_addr().unwrap()).unwrap();
+    theirs.connect(ours.local_addr().unwrap()).unwrap();
+    theirs.set_nonblocking(true).unwrap();
+    (ours, theirs)
+}
+
 fn case(suite: CipherSuite, profile: ProtectionProfile, callsec_is_client: bool) {
     case_ems(
         suite,
@@ -169,14 +196,8 @@ fn case_ems(
     peer_ems: ExtendedMasterSecretType,
     our_ems: ExtendedMasterSecret,
 ) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let w_cert =
-        webrtc_dtls::crypto::Certificate::generate_self_signed(vec!["webrtc".to_string()]).unwrap();
-    let w_fp = Fingerprint::of_der(w_cert.certificate[0].as_ref());
+    let rt = runtime();
+    let (w_cert, w_fp) = webrtc_certificate();
     let mut rng = ChaCha20Rng::seed_from_u64(u64::from(suite.id()) ^ u64::from(profile.id()));
     let mut config = Config::new(Certificate::generate(&mut rng));
     config.cipher_suites = vec![suite];
@@ -185,12 +206,7 @@ fn case_ems(
     let our_der = config.certificate.der().to_vec();
     let config = Arc::new(config);
 
-    let ours = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let theirs_std = UdpSocket::bind("127.0.0.1:0").unwrap();
-    ours.connect(theirs_std.local_addr().unwrap()).unwrap();
-    theirs_std.connect(ours.local_addr().unwrap()).unwrap();
-    theirs_std.set_nonblocking(true).unwrap();
-    let our_addr = ours.local_addr().unwrap().to_string();
+    let (ours, theirs_std) = socket_pair();
     let peer_addr = theirs_std.local_addr().unwrap().to_string();
 
     let webrtc = rt.spawn(async move {
@@ -202,7 +218,6 @@ fn case_ems(
     } else {
         Connection::server(config, &[w_fp], peer_addr.as_bytes(), &mut rng).unwrap()
     };
-    let _ = our_addr;
     let (km, connected, conn) = run_callsec(conn, ours);
     assert_eq!(
         connected.extended_master_secret,
@@ -312,22 +327,11 @@ fn without_extended_master_secret_when_only_preferred() {
 #[test]
 fn without_extended_master_secret_when_required_is_refused() {
     for callsec_is_client in [true, false] {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let w_cert =
-            webrtc_dtls::crypto::Certificate::generate_self_signed(vec!["webrtc".to_string()])
-                .unwrap();
-        let w_fp = Fingerprint::of_der(w_cert.certificate[0].as_ref());
+        let rt = runtime();
+        let (w_cert, w_fp) = webrtc_certificate();
         let mut rng = ChaCha20Rng::seed_from_u64(77);
         let config = Arc::new(Config::new(Certificate::generate(&mut rng)));
-        let ours = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let theirs_std = UdpSocket::bind("127.0.0.1:0").unwrap();
-        ours.connect(theirs_std.local_addr().unwrap()).unwrap();
-        theirs_std.connect(ours.local_addr().unwrap()).unwrap();
-        theirs_std.set_nonblocking(true).unwrap();
+        let (ours, theirs_std) = socket_pair();
         let peer_addr = theirs_std.local_addr().unwrap().to_string();
         let webrtc = rt.spawn(async move {
             let sock = tokio::net::UdpSocket::from_std(theirs_std).unwrap();
