@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::http::{StatusCode, header};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tracing::{debug, info, warn};
 
 use crate::audit::AUDIT_TARGET;
@@ -348,7 +348,8 @@ struct Live {
     user_id: String,
     session_id: String,
     room: Option<String>,
-    outbound: mpsc::Sender<ServerEnvelope>,
+    /// Server-initiated messages, already encoded (a broadcast encodes once for all).
+    outbound: mpsc::Sender<Utf8Bytes>,
     kill: watch::Sender<Option<CloseReason>>,
 }
 
@@ -377,9 +378,9 @@ impl Live {
     }
 }
 
-/// Queues `env` for `live`; a full queue marks it a slow consumer to be closed.
-fn deliver(live: &Live, env: ServerEnvelope) -> bool {
-    match live.outbound.try_send(env) {
+/// Queues `text` for `live`; a full queue marks it a slow consumer to be closed.
+fn deliver(live: &Live, text: Utf8Bytes) -> bool {
+    match live.outbound.try_send(text) {
         Ok(()) => true,
         Err(mpsc::error::TrySendError::Full(_)) => {
             live.close(CloseReason::SlowConsumer);
@@ -482,7 +483,7 @@ impl Shared {
             .conns
             .get(&connection)
             .ok_or(SendError::NotConnected)?;
-        deliver(live, ServerEnvelope::new(None, message))
+        deliver(live, ServerEnvelope::new(None, message).encode().into())
             .then_some(())
             .ok_or(SendError::QueueFull)
     }
@@ -569,9 +570,10 @@ fn broadcast(state: &State, room: &str, from: ConnectionId, message: &ServerMess
     let Some(members) = state.rooms.get(room) else {
         return;
     };
+    let text = Utf8Bytes::from(ServerEnvelope::new(None, message.clone()).encode());
     for member in members.iter().filter(|&&m| m != from) {
         if let Some(live) = state.conns.get(member) {
-            deliver(live, ServerEnvelope::new(None, message.clone()));
+            deliver(live, text.clone());
         }
     }
 }
@@ -834,9 +836,9 @@ async fn drain(ws: &mut Ws) {
     .await;
 }
 
-async fn send(ws: &mut Ws, env: &ServerEnvelope) -> bool {
+async fn send(ws: &mut Ws, text: Utf8Bytes) -> bool {
     matches!(
-        timeout(WRITE_TIMEOUT, ws.send(Message::text(env.encode()))).await,
+        timeout(WRITE_TIMEOUT, ws.send(Message::Text(text))).await,
         Ok(Ok(()))
     )
 }
@@ -944,7 +946,7 @@ async fn session<H: CallHandler>(
             rooms: conn.claims.rooms.clone(),
         },
     );
-    let reason = if send(&mut ws, &welcome).await {
+    let reason = if send(&mut ws, welcome.encode().into()).await {
         conn.run(&mut ws, &*handler, outbound_rx).await
     } else {
         CloseReason::PeerClosed
@@ -1033,6 +1035,8 @@ struct Connection {
 enum Step {
     Continue,
     Reply(ServerEnvelope),
+    /// A server-initiated message from the outbound queue, already encoded.
+    Queued(Utf8Bytes),
     Close(CloseReason),
 }
 
@@ -1041,7 +1045,7 @@ impl Connection {
         &mut self,
         ws: &mut Ws,
         handler: &H,
-        mut outbound: mpsc::Receiver<ServerEnvelope>,
+        mut outbound: mpsc::Receiver<Utf8Bytes>,
     ) -> CloseReason {
         let limits = self.shared.limits.clone();
         let session_end = sleep_until(after(limits.max_session_length));
@@ -1054,7 +1058,7 @@ impl Connection {
                 () = &mut session_end => Step::Close(CloseReason::SessionExpired),
                 () = &mut idle => Step::Close(CloseReason::IdleTimeout),
                 () = &mut self.token_end => Step::Close(CloseReason::Auth(TokenError::Expired)),
-                Some(env) = outbound.recv() => Step::Reply(env),
+                Some(text) = outbound.recv() => Step::Queued(text),
                 incoming = ws.next() => {
                     match incoming {
                         None => Step::Close(CloseReason::PeerClosed),
@@ -1079,18 +1083,18 @@ impl Connection {
                     }
                 }
             };
-            match step {
-                Step::Continue => {}
-                Step::Reply(env) => {
-                    // A peer that stops reading must not delay a revocation.
-                    tokio::select! {
-                        sent = send(ws, &env) => if !sent {
-                            return CloseReason::SlowConsumer;
-                        },
-                        reason = killed(&mut self.kill) => return reason,
-                    }
-                }
+            let text = match step {
+                Step::Continue => continue,
+                Step::Reply(env) => env.encode().into(),
+                Step::Queued(text) => text,
                 Step::Close(reason) => return reason,
+            };
+            // A peer that stops reading must not delay a revocation.
+            tokio::select! {
+                sent = send(ws, text) => if !sent {
+                    return CloseReason::SlowConsumer;
+                },
+                reason = killed(&mut self.kill) => return reason,
             }
         }
     }
