@@ -12,7 +12,7 @@ use callsec_dtls::{
     AlertDescription, AlertLevel, Certificate, Config, Connection, Error, Event,
     ExtendedMasterSecret, Fingerprint,
 };
-use common::{Netem, Pair};
+use common::{Netem, Pair, records};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -39,29 +39,6 @@ fn fragment(ty: u8, len: u32, seq: u16, off: u32, body: &[u8]) -> Vec<u8> {
 
 fn message(ty: u8, seq: u16, body: &[u8]) -> Vec<u8> {
     fragment(ty, body.len() as u32, seq, 0, body)
-}
-
-/// Records of a datagram: (type, epoch, seq, fragment).
-fn records(d: &[u8]) -> Vec<(u8, u16, u64, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i + 13 <= d.len() {
-        let epoch = u16::from_be_bytes([d[i + 3], d[i + 4]]);
-        let seq = u64::from_be_bytes([
-            0,
-            0,
-            d[i + 5],
-            d[i + 6],
-            d[i + 7],
-            d[i + 8],
-            d[i + 9],
-            d[i + 10],
-        ]);
-        let len = usize::from(u16::from_be_bytes([d[i + 11], d[i + 12]]));
-        out.push((d[i], epoch, seq, d[i + 13..i + 13 + len].to_vec()));
-        i += 13 + len;
-    }
-    out
 }
 
 /// Plaintext alerts in datagrams: (level, description).

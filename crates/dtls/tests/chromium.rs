@@ -2,10 +2,13 @@
 //! 1.2, X25519MLKEM768, x25519, secp256r1, ...) must get a correct DTLS 1.2 answer on P-256.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Instant;
 
 use callsec_dtls::{Certificate, Config, Connection, Fingerprint, HelloCheck, HelloVerifier};
+use common::records;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -15,31 +18,6 @@ fn fixture(name: &str) -> Vec<u8> {
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// (content type, epoch, record seq, fragment) for every record of a datagram.
-fn records(d: &[u8]) -> Vec<(u8, u16, u64, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i + 13 <= d.len() {
-        assert!(d[i + 1] == 0xfe && (d[i + 2] == 0xfd || d[i + 2] == 0xff));
-        let epoch = u16::from_be_bytes([d[i + 3], d[i + 4]]);
-        let seq = u64::from_be_bytes([
-            0,
-            0,
-            d[i + 5],
-            d[i + 6],
-            d[i + 7],
-            d[i + 8],
-            d[i + 9],
-            d[i + 10],
-        ]);
-        let len = usize::from(u16::from_be_bytes([d[i + 11], d[i + 12]]));
-        out.push((d[i], epoch, seq, d[i + 13..i + 13 + len].to_vec()));
-        i += 13 + len;
-    }
-    assert_eq!(i, d.len());
-    out
 }
 
 /// Whole handshake messages (type, seq, body) from the datagrams, reassembling fragments.

@@ -198,3 +198,28 @@ impl Pair {
         Self::connected(&self.server_events).expect("server connected")
     }
 }
+
+/// (content type, epoch, record seq, fragment) for every record of a datagram.
+pub fn records(d: &[u8]) -> Vec<(u8, u16, u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 13 <= d.len() {
+        assert!(d[i + 1] == 0xfe && (d[i + 2] == 0xfd || d[i + 2] == 0xff));
+        let epoch = u16::from_be_bytes([d[i + 3], d[i + 4]]);
+        let seq = u64::from_be_bytes([
+            0,
+            0,
+            d[i + 5],
+            d[i + 6],
+            d[i + 7],
+            d[i + 8],
+            d[i + 9],
+            d[i + 10],
+        ]);
+        let len = usize::from(u16::from_be_bytes([d[i + 11], d[i + 12]]));
+        out.push((d[i], epoch, seq, d[i + 13..i + 13 + len].to_vec()));
+        i += 13 + len;
+    }
+    assert_eq!(i, d.len());
+    out
+}
