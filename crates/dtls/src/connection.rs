@@ -1188,7 +1188,12 @@ impl Connection {
             return Err(Error::ProtocolVersion);
         }
         if self.verify_cookie {
-            let prefix = HelloPrefix::read(&msg.body).ok_or(Error::Decode("ClientHello"))?;
+            let prefix = HelloPrefix {
+                client_version: ch.client_version,
+                random: &ch.random,
+                session_id: &ch.session_id,
+                cookie: &ch.cookie,
+            };
             let cookie = crate::cookie::compute(&self.cookie_secret, &self.client_addr, &prefix);
             if !bool::from(ch.cookie.ct_eq(&cookie)) {
                 self.send_hello_verify(msg.seq, record_seq, &cookie, msg.body.len());
