@@ -1169,7 +1169,8 @@ impl Connection {
             ClientMessage::ScreenShareOn => Request::ScreenShare { on: true },
             ClientMessage::ScreenShareOff => Request::ScreenShare { on: false },
         };
-        let Some(room) = self.peer.room.clone() else {
+        // Borrowed: offers and candidates, the bulk of the traffic, need no copy of it.
+        let Some(room) = &self.peer.room else {
             return Step::Reply(ServerEnvelope::error(
                 id,
                 ErrorCode::NotJoined,
@@ -1193,8 +1194,9 @@ impl Connection {
         match self.ask(handler, request).await {
             Err(step) => step.with_id(id),
             Ok(Reply::Accept) => {
-                if let Some(event) = event {
-                    self.shared.broadcast(&room, self.peer.connection, &event);
+                // The handler cannot change the room; it is the one the event names.
+                if let (Some(event), Some(room)) = (event, &self.peer.room) {
+                    self.shared.broadcast(room, self.peer.connection, &event);
                 }
                 if id.is_some() {
                     Step::Reply(ServerEnvelope::new(id, ServerMessage::Ack))
