@@ -36,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(text) = std::str::from_utf8(data) {
         assert!(VALIDATOR.validate_at(text, 1_800_000_000).is_err());
-        // The server-bound decoder of the client must not panic either.
+        // The client's decoder of server messages must not panic either.
         let _ = callsec_signaling::protocol::decode_server_message(text);
     }
 });

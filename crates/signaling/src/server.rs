@@ -135,7 +135,7 @@ impl Server {
             addr: config.listen,
             source,
         })?;
-        let limits = config.limits.clone();
+        let limits = config.limits;
         let hard_cap = limits.max_message_size.saturating_mul(4);
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(8 * 1024)
