@@ -52,6 +52,32 @@ pub enum Event {
     ConsentExpired(SocketAddr),
 }
 
+/// What a STUN datagram turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// A Binding request with valid credentials from this address: it is answered, and the
+    /// 5-tuple has proved it holds the ICE password (the basis for admitting DTLS and SRTP).
+    Check {
+        /// Whether the request carried USE-CANDIDATE.
+        nominated: bool,
+    },
+    /// A Binding indication (keep-alive): nothing proved, nothing answered.
+    Indication,
+}
+
+/// The local ufrag a Binding request addresses: the part of its USERNAME before the colon
+/// (RFC 8445 §7.2.2), so that one UDP port can find the agent a first check is for. Nothing
+/// is verified here; the agent found this way checks integrity itself.
+pub fn local_ufrag(datagram: &[u8]) -> Option<&[u8]> {
+    let message = Message::parse(datagram).ok()?;
+    if message.msg_type() != msg_type::BINDING_REQUEST {
+        return None;
+    }
+    let username = message.attribute(attr::USERNAME)?;
+    let colon = username.iter().position(|&b| b == b':')?;
+    Some(&username[..colon])
+}
+
 /// An ICE-lite agent for one peer (one BUNDLE transport).
 #[derive(Debug)]
 pub struct IceLite {
@@ -92,11 +118,11 @@ impl IceLite {
         now: Instant,
         from: SocketAddr,
         datagram: &[u8],
-    ) -> Result<(), Error> {
+    ) -> Result<Handled, Error> {
         let message = Message::parse(datagram)?;
         match message.msg_type() {
             msg_type::BINDING_REQUEST => {}
-            msg_type::BINDING_INDICATION => return Ok(()),
+            msg_type::BINDING_INDICATION => return Ok(Handled::Indication),
             _ => return Err(Error::Unhandled),
         }
         // RFC 8445 §7.3: FINGERPRINT, then USERNAME, then MESSAGE-INTEGRITY.
@@ -136,7 +162,9 @@ impl IceLite {
             }
             _ => {}
         }
-        Ok(())
+        Ok(Handled::Check {
+            nominated: nominate,
+        })
     }
 
     /// Checks consent at `now`.
@@ -227,7 +255,12 @@ mod tests {
         let peer: SocketAddr = "127.0.0.1:50000".parse().unwrap();
         let tid = [7u8; 12];
         let req = binding_request(&tid, "srv1:brws", "server-password-0123456789", false).unwrap();
-        a.handle_datagram(t0, peer, &req).unwrap();
+        assert_eq!(
+            a.handle_datagram(t0, peer, &req),
+            Ok(Handled::Check { nominated: false })
+        );
+        assert_eq!(local_ufrag(&req), Some(&b"srv1"[..]));
+        assert_eq!(local_ufrag(b"\x00\x01garbage"), None);
         let tx = a.poll_transmit().unwrap();
         assert_eq!(tx.destination, peer);
         let resp = Message::parse(&tx.payload).unwrap();

@@ -9,6 +9,8 @@ mod agent;
 mod demux;
 pub mod stun;
 
-pub use agent::{CONSENT_TIMEOUT, Credentials, Event, IceLite, Transmit, binding_request};
+pub use agent::{
+    CONSENT_TIMEOUT, Credentials, Event, Handled, IceLite, Transmit, binding_request, local_ufrag,
+};
 pub use demux::{PacketKind, classify, is_rtcp};
 pub use stun::Error;

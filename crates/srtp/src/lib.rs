@@ -31,6 +31,7 @@ mod profile;
 mod replay;
 #[cfg(test)]
 mod vectors;
+pub mod view;
 
 pub use context::{Config, Context, MAX_SRTCP_PACKETS, MAX_SRTP_PACKETS};
 pub use error::{Error, Malformed};
