@@ -227,6 +227,11 @@ impl Rtc {
         self.srtp.is_some() && !self.closed
     }
 
+    /// Whether a DTLS handshake began (a ClientHello arrived from a validated address).
+    pub fn handshake_started(&self) -> bool {
+        self.dtls.is_some()
+    }
+
     /// Whether the participant closed.
     pub fn is_closed(&self) -> bool {
         self.closed
