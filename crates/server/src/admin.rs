@@ -124,7 +124,8 @@ pub async fn serve(
             }
             let line = String::from_utf8_lossy(&head);
             let line = line.lines().next().unwrap_or("");
-            let (status, content_type, body) = route(line, &metrics, &signaling, dev.as_deref()).await;
+            let (status, content_type, body) =
+                route(line, &metrics, &signaling, dev.as_deref()).await;
             let response = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()

@@ -47,7 +47,14 @@ impl CallHandler for Calls {
         match request {
             Request::Join { room } => {
                 let (reply, rx) = oneshot::channel();
-                self.send(&room, Command::Join { conn, room: room.clone(), reply });
+                self.send(
+                    &room,
+                    Command::Join {
+                        conn,
+                        room: room.clone(),
+                        reply,
+                    },
+                );
                 match rx.await {
                     Ok(Ok(())) => Reply::Accept,
                     Ok(Err(e)) => rejected(e),
@@ -90,8 +97,17 @@ impl CallHandler for Calls {
 
     async fn disconnected(&self, peer: &Peer, reason: CloseReason) {
         if let Some(room) = &peer.room {
-            tracing::info!(conn = peer.connection.0, ?reason, "participant disconnected");
-            self.send(room, Command::Leave { conn: peer.connection.0 });
+            tracing::info!(
+                conn = peer.connection.0,
+                ?reason,
+                "participant disconnected"
+            );
+            self.send(
+                room,
+                Command::Leave {
+                    conn: peer.connection.0,
+                },
+            );
         }
     }
 }

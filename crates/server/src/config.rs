@@ -224,7 +224,8 @@ impl Settings {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
-                toml::from_str::<ServeArgs>(&text).map_err(|e| format!("{}: {e}", path.display()))?
+                toml::from_str::<ServeArgs>(&text)
+                    .map_err(|e| format!("{}: {e}", path.display()))?
             }
             None => ServeArgs::default(),
         };
@@ -286,10 +287,16 @@ impl Settings {
             (self.srtp_profiles.is_empty(), "no SRTP profile"),
             (self.dtls_suites.is_empty(), "no DTLS suite"),
             (self.max_room_size < 2, "max-room-size must be at least 2"),
-            (self.max_participants_per_worker == 0, "max-participants-per-worker is 0"),
+            (
+                self.max_participants_per_worker == 0,
+                "max-participants-per-worker is 0",
+            ),
             (self.max_bitrate < 100_000, "max-bitrate below 100 kbit/s"),
             (self.connect_timeout.is_zero(), "connect-timeout is 0"),
-            (self.tls_cert.is_some() != self.tls_key.is_some(), "tls-cert and tls-key go together"),
+            (
+                self.tls_cert.is_some() != self.tls_key.is_some(),
+                "tls-cert and tls-key go together",
+            ),
         ];
         match checks.iter().find(|(bad, _)| *bad) {
             Some((_, why)) => Err((*why).into()),
@@ -341,7 +348,10 @@ mod tests {
             ..Default::default()
         };
         let s = Settings::resolve(args).unwrap();
-        assert_eq!(s.srtp_profiles, vec![ProtectionProfile::Aes128CmHmacSha1_80]);
+        assert_eq!(
+            s.srtp_profiles,
+            vec![ProtectionProfile::Aes128CmHmacSha1_80]
+        );
         assert_eq!(s.max_room_size, 4);
         assert_eq!(s.workers, 2, "the flag wins over the file");
 
@@ -350,7 +360,11 @@ mod tests {
             config: Some(path),
             ..Default::default()
         };
-        assert!(Settings::resolve(args).unwrap_err().contains("unknown field"));
+        assert!(
+            Settings::resolve(args)
+                .unwrap_err()
+                .contains("unknown field")
+        );
         let args = ServeArgs {
             token_secret: Some("short".into()),
             ..Default::default()

@@ -17,6 +17,7 @@ pub mod calls;
 pub mod config;
 pub mod metrics;
 pub mod sfu;
+pub mod sim;
 pub mod worker;
 
 use std::net::SocketAddr;

@@ -59,7 +59,10 @@ fn main() -> ExitCode {
             }
         };
         println!("callsec serve");
-        println!("  signaling   wss://{}/ (TLS; self-signed unless --tls-cert)", running.signaling_addr);
+        println!(
+            "  signaling   wss://{}/ (TLS; self-signed unless --tls-cert)",
+            running.signaling_addr
+        );
         for (i, a) in running.media_addrs.iter().enumerate() {
             println!("  media       udp {a} (worker {i})");
         }
@@ -94,9 +97,10 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) =
-            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             let _ = tokio::signal::ctrl_c().await;
             return;
         };

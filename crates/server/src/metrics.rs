@@ -72,10 +72,26 @@ impl Metrics {
                 1e-6, 2.0, 20,
             ))
         });
-        registry.register("packets", "UDP datagrams by kind and direction", packets.clone());
-        registry.register("bytes", "UDP payload bytes by kind and direction", bytes.clone());
-        registry.register("participants", "Participants with media state", participants.clone());
-        registry.register("rooms", "Rooms with at least one participant", rooms.clone());
+        registry.register(
+            "packets",
+            "UDP datagrams by kind and direction",
+            packets.clone(),
+        );
+        registry.register(
+            "bytes",
+            "UDP payload bytes by kind and direction",
+            bytes.clone(),
+        );
+        registry.register(
+            "participants",
+            "Participants with media state",
+            participants.clone(),
+        );
+        registry.register(
+            "rooms",
+            "Rooms with at least one participant",
+            rooms.clone(),
+        );
         registry.register(
             "forwarding_latency_seconds",
             "Time from an SRTP packet's arrival to its last protected copy sent (sampled)",
@@ -92,8 +108,11 @@ impl Metrics {
             "SRTP/SRTCP packets that failed authentication",
         );
         let srtp_replays = counter(&mut registry, "srtp_replays", "SRTP/SRTCP replays dropped");
-        let handshakes_started =
-            counter(&mut registry, "dtls_handshakes_started", "DTLS handshakes started");
+        let handshakes_started = counter(
+            &mut registry,
+            "dtls_handshakes_started",
+            "DTLS handshakes started",
+        );
         let handshakes_completed = counter(
             &mut registry,
             "dtls_handshakes_completed",

@@ -155,7 +155,10 @@ impl RecvStats {
     }
 
     fn report(&mut self, ssrc: u32, now: Instant) -> ReportBlock {
-        let expected = self.extended_max().wrapping_sub(self.base_seq).wrapping_add(1);
+        let expected = self
+            .extended_max()
+            .wrapping_sub(self.base_seq)
+            .wrapping_add(1);
         let lost = i64::from(expected) - i64::from(self.received);
         let expected_interval = expected.wrapping_sub(self.expected_prior);
         let received_interval = self.received.wrapping_sub(self.received_prior);
@@ -234,7 +237,7 @@ impl RtxCache {
 
 struct Participant {
     conn: ConnId,
-    room: String,
+    room: Arc<str>,
     rtc: Rtc,
     session: Session,
     /// Published streams by SSRC.
@@ -252,6 +255,8 @@ struct Participant {
 
 struct Room {
     members: Vec<ConnId>,
+    /// Which member publishes each SSRC.
+    owners: HashMap<u32, ConnId>,
 }
 
 /// The forwarding core of one worker.
@@ -264,7 +269,6 @@ pub struct Sfu {
     by_addr: HashMap<SocketAddr, ConnId>,
     rooms: HashMap<String, Room>,
     /// Which participant publishes an SSRC, per room.
-    owners: HashMap<(String, u32), ConnId>,
     signals: Vec<Signal>,
     scratch: Box<[u8; MTU + 64]>,
     targets: Vec<ConnId>,
@@ -301,7 +305,6 @@ impl Sfu {
             by_ufrag: HashMap::new(),
             by_addr: HashMap::new(),
             rooms: HashMap::new(),
-            owners: HashMap::new(),
             signals: Vec::new(),
             scratch: Box::new([0; MTU + 64]),
             targets: Vec::with_capacity(64),
@@ -367,6 +370,7 @@ impl Sfu {
             .entry(room.to_owned())
             .or_insert_with(|| Room {
                 members: Vec::new(),
+                owners: HashMap::new(),
             })
             .members
             .push(conn);
@@ -374,7 +378,7 @@ impl Sfu {
             conn,
             Participant {
                 conn,
-                room: room.to_owned(),
+                room: Arc::from(room),
                 rtc,
                 session,
                 publications: HashMap::new(),
@@ -402,7 +406,7 @@ impl Sfu {
         // An SSRC another member publishes is refused, not silently merged.
         for m in &remote.media {
             for ssrc in &m.ssrcs {
-                if let Some(&owner) = self.owners.get(&(p.room.clone(), *ssrc))
+                if let Some(&owner) = self.rooms.get(&*p.room).and_then(|r| r.owners.get(ssrc))
                     && owner != conn
                 {
                     return Err(SfuError::Sdp("SSRC already in use in this room".into()));
@@ -425,13 +429,19 @@ impl Sfu {
                 .publications
                 .iter()
                 .filter(|(_, pb)| {
-                    p.session.sections().get(pb.track as usize).map(Section::mid) == Some(mid)
+                    p.session
+                        .sections()
+                        .get(pb.track as usize)
+                        .map(Section::mid)
+                        == Some(mid)
                 })
                 .map(|(s, _)| *s)
                 .collect();
             for ssrc in gone {
                 p.publications.remove(&ssrc);
-                self.owners.remove(&(room.clone(), ssrc));
+                if let Some(r) = self.rooms.get_mut(&*room) {
+                    r.owners.remove(&ssrc);
+                }
                 changed = true;
             }
         }
@@ -453,7 +463,9 @@ impl Sfu {
                         last_pli: None,
                     },
                 );
-                self.owners.insert((room.clone(), ssrc), conn);
+                if let Some(r) = self.rooms.get_mut(&*room) {
+                    r.owners.insert(ssrc, conn);
+                }
                 changed = true;
             }
         }
@@ -506,13 +518,13 @@ impl Sfu {
     fn forget(&mut self, p: &Participant) {
         self.by_ufrag.remove(&p.ufrag);
         self.by_addr.retain(|_, c| *c != p.conn);
-        for ssrc in p.publications.keys() {
-            self.owners.remove(&(p.room.clone(), *ssrc));
-        }
-        if let Some(room) = self.rooms.get_mut(&p.room) {
+        if let Some(room) = self.rooms.get_mut(&*p.room) {
+            for ssrc in p.publications.keys() {
+                room.owners.remove(ssrc);
+            }
             room.members.retain(|c| *c != p.conn);
             if room.members.is_empty() {
-                self.rooms.remove(&p.room);
+                self.rooms.remove(&*p.room);
             }
         }
         self.metrics.participants.dec();
@@ -568,7 +580,7 @@ impl Sfu {
         // What the room publishes (others' tracks) against what is forwarded now.
         let mut add = Vec::new();
         let mut live = Vec::new();
-        if let Some(room) = self.rooms.get(&p.room) {
+        if let Some(room) = self.rooms.get(&*p.room) {
             for other in &room.members {
                 if *other == conn {
                     continue;
@@ -692,7 +704,8 @@ impl Sfu {
             return;
         };
         while let Some(t) = p.rtc.poll_transmit() {
-            self.metrics.count_out(classify(&t.payload), t.payload.len());
+            self.metrics
+                .count_out(classify(&t.payload), t.payload.len());
             out.send(t.destination, &t.payload);
         }
         let mut closed = None;
@@ -736,7 +749,9 @@ impl Sfu {
             self.metrics.dropped_unknown.inc();
             return;
         };
-        publication.stats.update(view.sequence_number(), view.header_len());
+        publication
+            .stats
+            .update(view.sequence_number(), view.header_len());
         let ext = &publication.ext;
         view.map_extension_ids(|id| {
             ext.get(id)
@@ -746,11 +761,12 @@ impl Sfu {
         let seq = view.sequence_number();
         let len = pkt.len();
         let room = &sender.room;
-        let Some(r) = self.rooms.get(room) else {
+        let Some(r) = self.rooms.get(&**room) else {
             return;
         };
         self.targets.clear();
-        self.targets.extend(r.members.iter().copied().filter(|c| *c != from));
+        self.targets
+            .extend(r.members.iter().copied().filter(|c| *c != from));
         let mut sent = 0u64;
         for i in 0..self.targets.len() {
             let to = self.targets[i];
@@ -792,8 +808,8 @@ impl Sfu {
                     }
                 }
                 Err(_) => {
-                self.metrics.dropped_invalid.inc();
-            }
+                    self.metrics.dropped_invalid.inc();
+                }
             }
         }
         if sent > 0 {
@@ -856,8 +872,14 @@ impl Sfu {
         }
     }
 
-    fn request_keyframe(&mut self, now: Instant, room: &str, media_ssrc: u32, out: &mut impl Output) {
-        let Some(&owner) = self.owners.get(&(room.to_owned(), media_ssrc)) else {
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        room: &str,
+        media_ssrc: u32,
+        out: &mut impl Output,
+    ) {
+        let Some(&owner) = self.rooms.get(room).and_then(|r| r.owners.get(&media_ssrc)) else {
             return;
         };
         let Some(p) = self.participants.get_mut(&owner) else {
@@ -908,7 +930,7 @@ impl Sfu {
             return;
         }
         // Not cached: ask the publisher (its retransmission is forwarded like any packet).
-        let Some(&owner) = self.owners.get(&(room.to_owned(), media_ssrc)) else {
+        let Some(&owner) = self.rooms.get(room).and_then(|r| r.owners.get(&media_ssrc)) else {
             return;
         };
         let Some(p) = self.participants.get_mut(&owner) else {
@@ -981,9 +1003,12 @@ impl Sfu {
             } else {
                 rate * (512 - u64::from(worst_loss)) / 512
             };
-            if let Some(m) =
-                rtcp::write_remb(&mut buf[n..], SERVER_SSRC, estimate.min(max_bitrate), &video[..nv])
-            {
+            if let Some(m) = rtcp::write_remb(
+                &mut buf[n..],
+                SERVER_SSRC,
+                estimate.min(max_bitrate),
+                &video[..nv],
+            ) {
                 n += m;
             }
         }

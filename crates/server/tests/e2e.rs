@@ -28,9 +28,30 @@ fn metric(running: &callsec_server::Running, name: &str) -> f64 {
 
 async fn three_party_call(profile: ProtectionProfile, suite: CipherSuite) {
     let running = server(&[profile], &[suite], |_| {}).await;
-    let a = Participant::join(&running, "alice", "r1", &[(Kind::Audio, 0xa1), (Kind::Video, 0xa2)], 1).await;
-    let b = Participant::join(&running, "bob", "r1", &[(Kind::Audio, 0xb1), (Kind::Video, 0xb2)], 2).await;
-    let c = Participant::join(&running, "carol", "r1", &[(Kind::Audio, 0xc1), (Kind::Video, 0xc2)], 3).await;
+    let a = Participant::join(
+        &running,
+        "alice",
+        "r1",
+        &[(Kind::Audio, 0xa1), (Kind::Video, 0xa2)],
+        1,
+    )
+    .await;
+    let b = Participant::join(
+        &running,
+        "bob",
+        "r1",
+        &[(Kind::Audio, 0xb1), (Kind::Video, 0xb2)],
+        2,
+    )
+    .await;
+    let c = Participant::join(
+        &running,
+        "carol",
+        "r1",
+        &[(Kind::Audio, 0xc1), (Kind::Video, 0xc2)],
+        3,
+    )
+    .await;
     let all = [(&a, [0xa1, 0xa2]), (&b, [0xb1, 0xb2]), (&c, [0xc1, 0xc2])];
     let everyone_hears_everyone = || {
         all.iter().all(|(p, _)| {
@@ -42,18 +63,38 @@ async fn three_party_call(profile: ProtectionProfile, suite: CipherSuite) {
     let ok = wait_until(15 * SECS, everyone_hears_everyone).await;
     let report: Vec<String> = all
         .iter()
-        .map(|(p, _)| format!("{}: connected {} {:?}", p.name, p.connected(), p.seen(|s| format!("{s:?}"))))
+        .map(|(p, _)| {
+            format!(
+                "{}: connected {} {:?}",
+                p.name,
+                p.connected(),
+                p.seen(|s| format!("{s:?}"))
+            )
+        })
         .collect();
-    assert!(ok, "{profile:?} {suite:?}: {report:#?}\n{}", running.metrics.encode());
+    assert!(
+        ok,
+        "{profile:?} {suite:?}: {report:#?}\n{}",
+        running.metrics.encode()
+    );
     for (p, own) in &all {
         p.seen(|s| {
             assert_eq!(s.corrupt, 0, "{}: payload intact", p.name);
             for ssrc in own {
-                assert_eq!(s.rtp.get(ssrc), None, "{} never gets its own stream", p.name);
+                assert_eq!(
+                    s.rtp.get(ssrc),
+                    None,
+                    "{} never gets its own stream",
+                    p.name
+                );
             }
         });
         // The server reports on what it receives (RR) and invites bitrate up (REMB).
-        assert!(wait_until(3 * SECS, || p.seen(|s| s.rr > 0 && s.remb > 0)).await, "{}", p.name);
+        assert!(
+            wait_until(3 * SECS, || p.seen(|s| s.rr > 0 && s.remb > 0)).await,
+            "{}",
+            p.name
+        );
     }
     assert_eq!(metric(&running, "srtp_auth_failures_total"), 0.0);
     assert!(metric(&running, "dtls_handshakes_completed_total") >= 3.0);
@@ -63,22 +104,38 @@ async fn three_party_call(profile: ProtectionProfile, suite: CipherSuite) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_participants_gcm_profile_gcm_suite() {
-    three_party_call(ProtectionProfile::AeadAes128Gcm, CipherSuite::EcdheEcdsaAes128GcmSha256).await;
+    three_party_call(
+        ProtectionProfile::AeadAes128Gcm,
+        CipherSuite::EcdheEcdsaAes128GcmSha256,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_participants_cm_profile_cbc_suite() {
-    three_party_call(ProtectionProfile::Aes128CmHmacSha1_80, CipherSuite::EcdheEcdsaAes256CbcSha).await;
+    three_party_call(
+        ProtectionProfile::Aes128CmHmacSha1_80,
+        CipherSuite::EcdheEcdsaAes256CbcSha,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_participants_gcm_profile_cbc_suite() {
-    three_party_call(ProtectionProfile::AeadAes128Gcm, CipherSuite::EcdheEcdsaAes256CbcSha).await;
+    three_party_call(
+        ProtectionProfile::AeadAes128Gcm,
+        CipherSuite::EcdheEcdsaAes256CbcSha,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_participants_cm_profile_gcm_suite() {
-    three_party_call(ProtectionProfile::Aes128CmHmacSha1_80, CipherSuite::EcdheEcdsaAes128GcmSha256).await;
+    three_party_call(
+        ProtectionProfile::Aes128CmHmacSha1_80,
+        CipherSuite::EcdheEcdsaAes128GcmSha256,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +149,10 @@ async fn pli_reaches_the_sender_nack_is_answered_and_sr_is_forwarded() {
     let mut pli = [0u8; 12];
     rtcp::write_pli(&mut pli, 0xb1, 0xa2).unwrap();
     send_rtcp(&b, &pli);
-    assert!(wait_until(2 * SECS, || a.seen(|s| s.plis >= 1)).await, "PLI reached the sender");
+    assert!(
+        wait_until(2 * SECS, || a.seen(|s| s.plis >= 1)).await,
+        "PLI reached the sender"
+    );
 
     // Bob "loses" the next two packets of alice's video, NACKs them and gets them again
     // from the server's retransmission cache.
@@ -101,7 +161,11 @@ async fn pli_reaches_the_sender_nack_is_answered_and_sr_is_forwarded() {
         s.sending[&0xa2].1
     };
     let lost = [next.wrapping_add(5), next.wrapping_add(6)];
-    b.state.lock().unwrap().drop_once.extend(lost.map(|s| (0xa2u32, s)));
+    b.state
+        .lock()
+        .unwrap()
+        .drop_once
+        .extend(lost.map(|s| (0xa2u32, s)));
     assert!(
         wait_until(3 * SECS, || {
             let s = b.state.lock().unwrap();
@@ -123,11 +187,18 @@ async fn pli_reaches_the_sender_nack_is_answered_and_sr_is_forwarded() {
         "the NACKed packets arrived"
     );
     assert!(metric(&running, "nack_retransmissions_total") >= 2.0);
-    assert_eq!(a.seen(|s| s.nacks), 0, "answered from the cache, not passed on");
+    assert_eq!(
+        a.seen(|s| s.nacks),
+        0,
+        "answered from the cache, not passed on"
+    );
 
     // Alice's sender report reaches bob (lip sync).
     send_rtcp(&a, &sender_report(0xa2));
-    assert!(wait_until(2 * SECS, || b.seen(|s| s.sr >= 1)).await, "SR forwarded");
+    assert!(
+        wait_until(2 * SECS, || b.seen(|s| s.sr >= 1)).await,
+        "SR forwarded"
+    );
     assert_eq!(b.seen(|s| s.corrupt), 0);
     running.shutdown().await;
 }
@@ -137,7 +208,11 @@ async fn screen_share_starts_and_stops_mid_call() {
     let running = server(&ProtectionProfile::ALL, &CipherSuite::ALL, |_| {}).await;
     let a = Participant::join(&running, "alice", "r3", &[(Kind::Audio, 0xa1)], 21).await;
     let b = Participant::join(&running, "bob", "r3", &[(Kind::Audio, 0xb1)], 22).await;
-    assert!(wait_until(10 * SECS, || b.received(0xa1) >= 10 && a.received(0xb1) >= 10).await);
+    assert!(
+        wait_until(10 * SECS, || b.received(0xa1) >= 10
+            && a.received(0xb1) >= 10)
+        .await
+    );
     // Alice starts a screen share: her offer adds a video track; bob gets a server offer.
     a.commands.send(Cmd::Publish(Kind::Video, 0x5c)).unwrap();
     assert!(
@@ -169,7 +244,11 @@ async fn screen_share_starts_and_stops_mid_call() {
 
 /// Time from `cut` until `p` stopped getting `ssrc` (last packet seen after it).
 fn stopped_within(p: &Participant, ssrc: u32, cut: Instant) -> Duration {
-    p.seen(|s| s.last_rtp.get(&ssrc).map_or(Duration::ZERO, |t| t.saturating_duration_since(cut)))
+    p.seen(|s| {
+        s.last_rtp
+            .get(&ssrc)
+            .map_or(Duration::ZERO, |t| t.saturating_duration_since(cut))
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,11 +265,24 @@ async fn revocation_and_leave_cut_media_within_a_second() {
     );
     // Revoke bob's session.
     let cut = Instant::now();
-    running.signaling.revoke_session(&b.session_id).await.unwrap();
+    running
+        .signaling
+        .revoke_session(&b.session_id)
+        .await
+        .unwrap();
     tokio::time::sleep(SECS + SECS / 2).await;
-    assert!(stopped_within(&a, 0xb1, cut) < SECS, "bob's media reached alice after revocation");
-    assert!(stopped_within(&b, 0xa1, cut) < SECS, "alice's media reached bob after revocation");
-    assert!(b.state.lock().unwrap().closed.is_some(), "bob's signaling closed");
+    assert!(
+        stopped_within(&a, 0xb1, cut) < SECS,
+        "bob's media reached alice after revocation"
+    );
+    assert!(
+        stopped_within(&b, 0xa1, cut) < SECS,
+        "alice's media reached bob after revocation"
+    );
+    assert!(
+        b.state.lock().unwrap().closed.is_some(),
+        "bob's signaling closed"
+    );
     // Bob cannot come back with the same token's session.
     let again = callsec_signaling::Client::connect(&callsec_signaling::ClientConfig::new(
         running.signaling_addr,
@@ -204,7 +296,10 @@ async fn revocation_and_leave_cut_media_within_a_second() {
     let cut = Instant::now();
     c.commands.send(Cmd::Leave).unwrap();
     tokio::time::sleep(SECS + SECS / 2).await;
-    assert!(stopped_within(&a, 0xc1, cut) < SECS, "carol's media reached alice after leaving");
+    assert!(
+        stopped_within(&a, 0xc1, cut) < SECS,
+        "carol's media reached alice after leaving"
+    );
     let before = a.received(0xc1);
     tokio::time::sleep(SECS / 2).await;
     assert_eq!(a.received(0xc1), before);

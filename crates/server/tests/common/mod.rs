@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use callsec_dtls::{Certificate, CipherSuite};
+use callsec_rtc::Received;
 use callsec_rtc::client::{Client as MediaClient, write_rtp};
 use callsec_rtc::rtcp::{self, Packet};
 use callsec_rtc::sdp::Kind;
-use callsec_rtc::Received;
 use callsec_server::config::ServeArgs;
 use callsec_server::{Running, Settings};
 use callsec_signaling::{
@@ -186,7 +186,14 @@ impl Participant {
     }
 
     pub fn received(&self, ssrc: u32) -> u64 {
-        self.state.lock().unwrap().seen.rtp.get(&ssrc).copied().unwrap_or(0)
+        self.state
+            .lock()
+            .unwrap()
+            .seen
+            .rtp
+            .get(&ssrc)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn seen<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
@@ -321,7 +328,14 @@ async fn media_loop(udp: UdpSocket, state: Arc<Mutex<State>>) {
                     let (pt, seq) = s.sending[&ssrc];
                     s.sending.insert(ssrc, (pt, seq.wrapping_add(1)));
                     let mut pkt = [0u8; 1500];
-                    let n = write_rtp(&mut pkt, pt, seq, u32::from(seq) * 960, ssrc, &payload(ssrc, seq, 200));
+                    let n = write_rtp(
+                        &mut pkt,
+                        pt,
+                        seq,
+                        u32::from(seq) * 960,
+                        ssrc,
+                        &payload(ssrc, seq, 200),
+                    );
                     if let Ok(n) = s.media.protect_rtp(&mut pkt, n) {
                         out.push((dest, pkt[..n].to_vec()));
                     }
@@ -372,7 +386,9 @@ async fn media_loop(udp: UdpSocket, state: Arc<Mutex<State>>) {
                         Packet::Nack { .. } => s.seen.nacks += 1,
                         Packet::SenderReport { .. } => s.seen.sr += 1,
                         Packet::ReceiverReport { .. } => s.seen.rr += 1,
-                        Packet::Other { packet_type: rtcp::PSFB } => s.seen.remb += 1,
+                        Packet::Other {
+                            packet_type: rtcp::PSFB,
+                        } => s.seen.remb += 1,
                         Packet::Other { .. } => {}
                     }
                 }
@@ -403,15 +419,23 @@ pub fn sender_report(ssrc: u32) -> Vec<u8> {
 pub async fn offer_only(running: &Running, name: &str, room: &str, ssrc: u32) -> Client {
     let token = running.dev.as_ref().unwrap().issue(name, room).unwrap();
     let cert = CertificateDer::from(running.signaling_certificate().unwrap());
-    let config = ClientConfig::new(running.signaling_addr, ClientTls::Trust(vec![cert]), Some(token.token));
+    let config = ClientConfig::new(
+        running.signaling_addr,
+        ClientTls::Trust(vec![cert]),
+        Some(token.token),
+    );
     let (mut sig, _) = Client::connect(&config).await.unwrap();
-    sig.request(ClientMessage::Join { room: room.into() }).await.unwrap();
+    sig.request(ClientMessage::Join { room: room.into() })
+        .await
+        .unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(99);
     let dtls = Arc::new(callsec_dtls::Config::new(Certificate::generate(&mut rng)));
     let mut media = MediaClient::new(dtls, [9; 32]);
     media.add_track(Kind::Audio, ssrc);
     let answer = sig
-        .request(ClientMessage::Offer { sdp: Sdp(media.create_offer()) })
+        .request(ClientMessage::Offer {
+            sdp: Sdp(media.create_offer()),
+        })
         .await
         .unwrap();
     assert!(matches!(answer, ServerMessage::Answer { .. }), "{answer:?}");
