@@ -2,7 +2,7 @@
 //!
 //! - `ci`: rustfmt check, clippy (warnings denied), every test, a fuzz smoke run.
 //! - `test`: every test of the workspace (no lint, no fuzz).
-//! - `bench [srtp|dtls|signaling|all]`: criterion benchmarks and a table of medians.
+//! - `bench [srtp|dtls|sfu|signaling|all]`: criterion benchmarks and a table of medians.
 //! - `interop`: the tests that drive real peers (libsrtp2, webrtc-*, OpenSSL, Chromium).
 //! - `fuzz [seconds]`: every cargo-fuzz target for `seconds` (default 20) each.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         "fuzz" => fuzz(rest.first().and_then(|s| s.parse().ok()).unwrap_or(20)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | test | bench [srtp|dtls|signaling|all] | interop | fuzz [seconds]>"
+                "usage: cargo xtask <ci | test | bench [srtp|dtls|sfu|signaling|all] | interop | fuzz [seconds]>"
             );
             Err("unknown task".into())
         }
@@ -105,8 +105,9 @@ fn bench(which: &str) -> Result {
     let benches: &[&str] = match which {
         "srtp" => &["srtp"],
         "dtls" => &["dtls"],
+        "sfu" => &["sfu"],
         "signaling" => return signaling_load(),
-        "all" => &["srtp", "dtls"],
+        "all" => &["srtp", "dtls", "sfu"],
         other => return Err(format!("unknown benchmark {other}")),
     };
     for b in benches {
@@ -140,6 +141,7 @@ fn summary(bench: &str) -> Result {
     let groups: &[&str] = match bench {
         "srtp" => &["srtp-protect", "srtp-unprotect", "srtp-forward"],
         "dtls" => &["dtls-handshake"],
+        "sfu" => &["sfu-forward"],
         _ => &[],
     };
     let base = root().join("target/criterion");
@@ -184,10 +186,11 @@ fn summary(bench: &str) -> Result {
             }
             println!();
         }
-        if ids.iter().any(|i| i == "floor") && ids.iter().any(|i| i == "callsec") {
-            println!("callsec / floor:");
+        let ours = ids.iter().find(|i| i.starts_with("callsec"));
+        if let (Some(ours), true) = (ours, ids.iter().any(|i| i == "floor")) {
+            println!("{ours} / floor:");
             for p in &params {
-                let c = median_ns(&dir.join("callsec").join(p).join("new/estimates.json"));
+                let c = median_ns(&dir.join(ours).join(p).join("new/estimates.json"));
                 let f = median_ns(&dir.join("floor").join(p).join("new/estimates.json"));
                 if let (Some(c), Some(f)) = (c, f) {
                     println!("  {p:<30} {:.2}x", c / f);

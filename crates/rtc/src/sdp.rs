@@ -559,7 +559,7 @@ pub enum SdpType {
 }
 
 /// Writes a description of `sections` (in order). `version` goes into `o=`.
-pub fn write(local: &Local, version: u64, sections: &[Section], _ty: SdpType) -> String {
+pub fn write(local: &Local, version: u64, sections: &[Section], ty: SdpType) -> String {
     let ip = local.candidate.ip();
     let addr_type = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let bundle: Vec<&str> = sections
@@ -659,7 +659,14 @@ pub fn write(local: &Local, version: u64, sections: &[Section], _ty: SdpType) ->
             a("ice-ufrag", Some(local.ice.ufrag.clone()));
             a("ice-pwd", Some(local.ice.pwd.clone()));
             a("fingerprint", Some(local.fingerprint.to_string()));
-            a("setup", Some("passive".into()));
+            // Answers: passive (the server is the DTLS server). Offers: actpass, as JSEP has
+            // every offer say (RFC 8829 §5.2.1); answerers keep the established roles, and
+            // an answer that would make the server the client is refused.
+            let setup = match ty {
+                SdpType::Answer => "passive",
+                SdpType::Offer => "actpass",
+            };
+            a("setup", Some(setup.into()));
             a("rtcp-mux", None);
             a("rtcp-rsize", None);
         }
@@ -922,10 +929,11 @@ impl Session {
     }
 
     /// Applies the participant's answer to the server's pending offer.
+    ///
+    /// The answer's `a=setup` is not consulted: the DTLS roles were fixed when the server
+    /// answered the participant's first offer, and a renegotiation never restarts DTLS
+    /// (webrtc-rs, for one, answers re-offers with `passive` while it stays the client).
     pub fn accept_answer(&mut self, answer: &Remote) -> Result<(), SdpError> {
-        if answer.setup != Setup::Active {
-            return Err(SdpError::Unsupported("the server is the DTLS server"));
-        }
         let mut pending = self
             .pending
             .take()
@@ -1039,6 +1047,7 @@ a=sctp-port:5000\r\n";
             .create_offer(&[(Kind::Video, 0x5555, (7, 1))], &[])
             .unwrap();
         assert!(offer.contains("a=sendonly"));
+        assert!(offer.contains("a=setup:actpass"));
         assert!(offer.contains("a=ssrc:21845 msid:p7 p7-t1"));
         assert!(s.has_pending_offer());
         let answer_text = offer
@@ -1046,7 +1055,7 @@ a=sctp-port:5000\r\n";
             .replace("a=ice-lite\r\n", "")
             .replace("srv1", "AbCd")
             .replace("server-password-0123456789", "0123456789abcdefghijkl")
-            .replace("a=setup:passive", "a=setup:active");
+            .replace("a=setup:actpass", "a=setup:active");
         s.accept_answer(&Remote::parse(&answer_text).unwrap())
             .unwrap();
         assert!(!s.has_pending_offer());

@@ -306,7 +306,19 @@ async fn revocation_and_leave_cut_media_within_a_second() {
     // Alice is unaffected and the server freed the others' state.
     assert!(a.connected());
     assert!(wait_until(2 * SECS, || metric(&running, "participants") == 1.0).await);
+    // Shutdown (what SIGTERM does) sends alice close_notify.
     running.shutdown().await;
+    assert!(
+        wait_until(SECS, || a
+            .state
+            .lock()
+            .unwrap()
+            .media
+            .dtls()
+            .is_some_and(|d| d.is_closed()))
+        .await,
+        "close_notify reached alice"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

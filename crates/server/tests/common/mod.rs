@@ -92,6 +92,10 @@ pub struct State {
     pub mute_media: bool,
     /// Protected datagrams to send to the server from the media socket.
     pub outbox: Vec<Vec<u8>>,
+    /// Load mode: count SRTP datagrams and bytes without decrypting them.
+    pub count_only: bool,
+    /// Datagrams and bytes counted in load mode.
+    pub counted: (u64, u64),
 }
 
 pub struct Participant {
@@ -156,6 +160,8 @@ impl Participant {
             closed: None,
             mute_media: false,
             outbox: Vec::new(),
+            count_only: false,
+            counted: (0, 0),
         }));
         let answer = sig
             .request(ClientMessage::Offer { sdp: Sdp(offer) })
@@ -350,6 +356,11 @@ async fn media_loop(udp: UdpSocket, state: Arc<Mutex<State>>) {
         let now = Instant::now();
         let mut s = state.lock().unwrap();
         let datagram = &mut buf[..n];
+        if s.count_only && datagram[0] >> 6 == 2 && !callsec_ice::is_rtcp(datagram) {
+            s.counted.0 += 1;
+            s.counted.1 += n as u64;
+            continue;
+        }
         // Simulated loss of chosen packets (before decryption, as the network would).
         if datagram.len() >= 12 && datagram[0] >> 6 == 2 && !callsec_ice::is_rtcp(datagram) {
             let seq = u16::from_be_bytes([datagram[2], datagram[3]]);
