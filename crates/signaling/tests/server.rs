@@ -1351,3 +1351,39 @@ async fn invalid_utf8_before_authentication_is_1007() -> Result {
     assert_eq!(recv_close(&mut c).await.0, 4001);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_limited_per_user_and_per_session() -> Result {
+    let h = Harness::with(|c| {
+        c.limits.max_connections_per_user = 2;
+        c.limits.max_connections_per_session = 1;
+    })
+    .await;
+    let first = h.connect(token("alice", "s1")).await;
+    // A second connection of the same session.
+    assert_eq!(
+        closed_code(h.try_connect(token("alice", "s1")).await),
+        (4016, "too many connections for this user or session".into())
+    );
+    // Another session of the same user, then a third session: over the user limit.
+    let _second = h.connect(token("alice", "s2")).await;
+    assert_eq!(
+        closed_code(h.try_connect(token("alice", "s3")).await).0,
+        4016
+    );
+    // Other users are not affected.
+    let _bob = h.connect(token("bob", "s9")).await;
+    // The slot comes back when a connection ends.
+    first.close().await?;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match h.try_connect(token("alice", "s1")).await {
+            Ok(_) => break,
+            Err(ClientError::Closed { code: 4016, .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    Ok(())
+}

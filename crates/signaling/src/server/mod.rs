@@ -298,6 +298,11 @@ fn check_limits(l: &Limits) -> Result<(), StartError> {
             "max_participants_per_room",
         ),
         (l.outbound_queue == 0, "outbound_queue"),
+        (l.max_connections_per_user == 0, "max_connections_per_user"),
+        (
+            l.max_connections_per_session == 0,
+            "max_connections_per_session",
+        ),
     ];
     match checks.iter().find(|(bad, _)| *bad) {
         Some((_, name)) => Err(StartError::InvalidLimits(name)),
@@ -340,7 +345,30 @@ struct State {
     /// Admitted connections per [`address_key`].
     per_address: HashMap<IpAddr, usize>,
     conns: HashMap<ConnectionId, Live>,
+    /// Authenticated connections per user id and per session id.
+    per_user: HashMap<String, usize>,
+    per_session: HashMap<String, usize>,
     rooms: HashMap<String, Vec<ConnectionId>>,
+}
+
+/// Counts `key` up or down by one, forgetting keys that reach zero; returns the new count.
+fn count(map: &mut HashMap<String, usize>, key: &str, up: bool) -> usize {
+    if up {
+        let n = map.entry(key.to_owned()).or_insert(0);
+        *n += 1;
+        return *n;
+    }
+    match map.get_mut(key) {
+        Some(n) if *n > 1 => {
+            *n -= 1;
+            *n
+        }
+        Some(_) => {
+            map.remove(key);
+            0
+        }
+        None => 0,
+    }
 }
 
 /// What the registry knows about an authenticated connection.
@@ -461,6 +489,21 @@ impl Shared {
         if self.is_revoked(claims) {
             return Err(CloseReason::Auth(TokenError::Revoked));
         }
+        // One insider must not multiply their share of every room by opening many
+        // connections: bounded per user and per session.
+        let users = state.per_user.get(&claims.user_id).copied().unwrap_or(0);
+        let sessions = state
+            .per_session
+            .get(&claims.session_id)
+            .copied()
+            .unwrap_or(0);
+        if users >= self.limits.max_connections_per_user
+            || sessions >= self.limits.max_connections_per_session
+        {
+            return Err(CloseReason::TooManyConnections);
+        }
+        count(&mut state.per_user, &claims.user_id, true);
+        count(&mut state.per_session, &claims.session_id, true);
         state.conns.insert(id, live);
         Ok(())
     }
@@ -494,6 +537,8 @@ impl Shared {
         let Some(live) = state.conns.remove(&id) else {
             return;
         };
+        count(&mut state.per_user, &live.user_id, false);
+        count(&mut state.per_session, &live.session_id, false);
         if let Some(room) = live.room {
             remove_member(&mut state, &room, id);
             broadcast(
