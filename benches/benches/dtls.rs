@@ -40,7 +40,7 @@ fn callsec_handshake(cc: &Arc<Config>, sc: &Arc<Config>, seed: u64) {
     let mut server = Connection::server(
         sc.clone(),
         &[cc.certificate.fingerprint()],
-        b"client",
+        ([192, 0, 2, 1], 4444).into(),
         &mut rng,
     )
     .unwrap();
@@ -132,7 +132,7 @@ fn bench(c: &mut Criterion) {
             let mut server = Connection::server(
                 sc.clone(),
                 &[Fingerprint::from_bytes([0; 32])],
-                b"198.51.100.7:5000",
+                ([198, 51, 100, 7], 5000).into(),
                 &mut srng,
             )
             .unwrap();
@@ -146,11 +146,11 @@ fn bench(c: &mut Criterion) {
     // unknown addresses runs in front of its connections: no connection is made at all.
     let verifier = HelloVerifier::new(&mut srng);
     assert!(matches!(
-        verifier.check(b"198.51.100.7:5000", &hello),
+        verifier.check(([198, 51, 100, 7], 5000).into(), &hello),
         HelloCheck::Reply(_)
     ));
     g.bench_function(BenchmarkId::new("callsec", "hello-verifier"), |b| {
-        b.iter(|| black_box(verifier.check(b"198.51.100.7:5000", black_box(&hello))))
+        b.iter(|| black_box(verifier.check(([198, 51, 100, 7], 5000).into(), black_box(&hello))))
     });
     g.finish();
 }

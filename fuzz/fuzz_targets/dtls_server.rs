@@ -35,7 +35,7 @@ fn client_fingerprint() -> Fingerprint {
 fuzz_target!(|data: &[u8]| {
     let mut rng = ChaCha20Rng::seed_from_u64(2);
     let start = Instant::now();
-    if let Ok(server) = Connection::server(config(), &[client_fingerprint()], b"fuzz", &mut rng) {
+    if let Ok(server) = Connection::server(config(), &[client_fingerprint()], ([192, 0, 2, 1], 4444).into(), &mut rng) {
         drive(server, start, data);
     }
     let server_fp = config().certificate.fingerprint();

@@ -348,13 +348,8 @@ fn serve_media(
                             .unwrap()
                             .peer_fingerprint
                             .expect("offer came first");
-                        let conn = Connection::server(
-                            config.clone(),
-                            &[fp],
-                            from.to_string().as_bytes(),
-                            &mut rng,
-                        )
-                        .unwrap();
+                        let conn =
+                            Connection::server(config.clone(), &[fp], from, &mut rng).unwrap();
                         dtls = Some((from, conn));
                     }
                     if let Some((_, conn)) = &mut dtls

@@ -28,7 +28,7 @@ fn handshake(profile: ProtectionProfile, seed: u64) -> (Box<Connected>, Box<Conn
     let mut server = Connection::server(
         sc.clone(),
         &[cc.certificate.fingerprint()],
-        b"peer",
+        ([192, 0, 2, 1], 4444).into(),
         &mut rng,
     )
     .unwrap();

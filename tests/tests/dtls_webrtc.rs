@@ -106,7 +106,7 @@ async fn run_webrtc(
 
 /// Runs callsec on a blocking socket connected to the peer; returns the keying material and
 /// what the Connected event said.
-fn run_callsec(mut conn: Connection, sock: UdpSocket) -> (Vec<u8>, Box<Connected>, Connection) {
+fn run_callsec(mut conn: Connection, sock: &UdpSocket) -> (Vec<u8>, Box<Connected>, Connection) {
     sock.set_read_timeout(Some(Duration::from_millis(10)))
         .unwrap();
     let end = Instant::now() + Duration::from_secs(15);
@@ -207,7 +207,7 @@ fn case_ems(
     let config = Arc::new(config);
 
     let (ours, theirs_std) = socket_pair();
-    let peer_addr = theirs_std.local_addr().unwrap().to_string();
+    let peer_addr = theirs_std.local_addr().unwrap();
 
     let webrtc = rt.spawn(async move {
         let sock = tokio::net::UdpSocket::from_std(theirs_std).unwrap();
@@ -216,9 +216,9 @@ fn case_ems(
     let conn = if callsec_is_client {
         Connection::client(config, &[w_fp], Instant::now(), &mut rng).unwrap()
     } else {
-        Connection::server(config, &[w_fp], peer_addr.as_bytes(), &mut rng).unwrap()
+        Connection::server(config, &[w_fp], peer_addr, &mut rng).unwrap()
     };
-    let (km, connected, conn) = run_callsec(conn, ours);
+    let (km, connected, mut conn) = run_callsec(conn, &ours);
     assert_eq!(
         connected.extended_master_secret,
         peer_ems != ExtendedMasterSecretType::Disable
@@ -232,7 +232,30 @@ fn case_ems(
         outcome.peer_certificate, our_der,
         "webrtc-dtls saw another certificate"
     );
-    assert!(conn.is_connected() || conn.is_closed());
+    // webrtc-dtls ended with close_notify (RFC 5246 §7.2.1): callsec closes in order.
+    assert_eq!(await_close(&mut conn, &ours), None);
+}
+
+/// Feeds `conn` what arrives on `sock` until it closes (at most 5 s); returns the error its
+/// `Closed` event carried (`None`: an orderly close_notify).
+fn await_close(conn: &mut Connection, sock: &UdpSocket) -> Option<Error> {
+    let end = Instant::now() + Duration::from_secs(5);
+    let mut buf = [0u8; 65536];
+    while !conn.is_closed() && Instant::now() < end {
+        if let Ok(n) = sock.recv(&mut buf) {
+            let _ = conn.handle_datagram(Instant::now(), &buf[..n]);
+        }
+    }
+    assert!(
+        conn.is_closed(),
+        "callsec never saw the peer's close_notify"
+    );
+    std::iter::from_fn(|| conn.poll_event())
+        .find_map(|e| match e {
+            Event::Closed { error } => Some(error),
+            _ => None,
+        })
+        .expect("a Closed event")
 }
 
 #[test]
@@ -323,16 +346,21 @@ fn without_extended_master_secret_when_only_preferred() {
 }
 
 /// webrtc-dtls without the extended master secret, callsec requiring it (the default): the
-/// handshake fails with handshake_failure on our side, in both roles (RFC 7627 §5.3, §5.4).
+/// handshake never completes, in both roles (RFC 7627 §5.3, §5.4). As server, callsec refuses
+/// the ClientHello (its cookie proved the sender) with handshake_failure; as client it
+/// discards the plaintext ServerHello (a spoofer could have sent it) and the handshake ends
+/// by its total timeout, with the refusal as the recorded reason.
 #[test]
 fn without_extended_master_secret_when_required_is_refused() {
     for callsec_is_client in [true, false] {
         let rt = runtime();
         let (w_cert, w_fp) = webrtc_certificate();
         let mut rng = ChaCha20Rng::seed_from_u64(77);
-        let config = Arc::new(Config::new(Certificate::generate(&mut rng)));
+        let mut config = Config::new(Certificate::generate(&mut rng));
+        config.handshake_timeout = Duration::from_secs(2);
+        let config = Arc::new(config);
         let (ours, theirs_std) = socket_pair();
-        let peer_addr = theirs_std.local_addr().unwrap().to_string();
+        let peer_addr = theirs_std.local_addr().unwrap();
         let webrtc = rt.spawn(async move {
             let sock = tokio::net::UdpSocket::from_std(theirs_std).unwrap();
             let config = w_config(
@@ -351,7 +379,7 @@ fn without_extended_master_secret_when_required_is_refused() {
         let mut conn = if callsec_is_client {
             Connection::client(config, &[w_fp], Instant::now(), &mut rng).unwrap()
         } else {
-            Connection::server(config, &[w_fp], peer_addr.as_bytes(), &mut rng).unwrap()
+            Connection::server(config, &[w_fp], peer_addr, &mut rng).unwrap()
         };
         ours.set_read_timeout(Some(Duration::from_millis(10)))
             .unwrap();
@@ -382,10 +410,22 @@ fn without_extended_master_secret_when_required_is_refused() {
         while let Some(d) = conn.poll_transmit() {
             let _ = ours.send(&d);
         }
-        assert!(
-            matches!(closed, Some(Some(Error::PeerIncompatible(_)))),
-            "client {callsec_is_client}: {closed:?}"
-        );
+        if callsec_is_client {
+            assert!(
+                matches!(closed, Some(Some(Error::Timeout))),
+                "client: {closed:?}"
+            );
+            assert!(
+                matches!(conn.last_discarded(), Some(Error::PeerIncompatible(_))),
+                "{:?}",
+                conn.last_discarded()
+            );
+        } else {
+            assert!(
+                matches!(closed, Some(Some(Error::PeerIncompatible(_)))),
+                "server: {closed:?}"
+            );
+        }
         assert!(!rt.block_on(webrtc).unwrap(), "webrtc-dtls connected");
     }
 }

@@ -22,6 +22,7 @@
 //! ```
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,9 +37,9 @@ use zeroize::Zeroizing;
 use crate::cert::{Fingerprint, public_key_of};
 use crate::codec::Reader;
 use crate::config::{CipherSuite, Config, ExtendedMasterSecret};
-use crate::cookie::HelloPrefix;
+use crate::cookie::{self, Verdict};
 use crate::error::{AlertDescription, AlertLevel, Error};
-use crate::fragment::{Inserted, Message, Reassembler};
+use crate::fragment::{Inserted, MAX_AHEAD, Message, Reassembler};
 use crate::handshake::{
     CertificateRequest, ClientHello, ECDSA_SECP256R1_SHA256, ECDSA_SIGN, Extensions, HS_HEADER_LEN,
     HandshakeType, HelloVerifyRequest, HsHeader, POINT_UNCOMPRESSED, SECP256R1, ServerHello,
@@ -117,8 +118,13 @@ pub struct Stats {
     /// Records dropped: malformed, wrong version, unknown or future epoch, failed
     /// authentication, plaintext after the handshake, not allowed now.
     pub dropped_records: u64,
-    /// Records dropped by the replay window.
+    /// Authenticated-epoch records dropped by the replay window.
     pub replayed_records: u64,
+    /// Plaintext handshake messages discarded during the handshake because they did not
+    /// parse or were refused, and plaintext alerts ignored. Anyone who can spoof the peer's
+    /// address can send these, so they never end a handshake (see
+    /// [`Connection::last_discarded`]).
+    pub discarded_messages: u64,
     /// Flights resent because the retransmission timer fired (RFC 6347 §4.2.4.1).
     pub retransmissions: u64,
     /// Flights resent because the peer repeated its previous flight (RFC 6347 §4.2.4).
@@ -138,9 +144,12 @@ pub struct Connection {
     role: Role,
     config: Arc<Config>,
     expected: Vec<Fingerprint>,
-    client_addr: Vec<u8>,
+    /// Server: the client's transport address, which the cookie is bound to.
+    client_addr: Option<SocketAddr>,
     state: State,
-    read: [ReadEpoch; 2],
+    /// Epoch 1 (epoch 0 has no protection, and so no replay window: nothing in it can be
+    /// authenticated, so nothing in it may move a window, RFC 6347 §4.1.2.6).
+    read: Option<ReadEpoch>,
     write: [WriteEpoch; 2],
     write_epoch: u16,
     reassembler: Reassembler,
@@ -160,9 +169,12 @@ pub struct Connection {
     events: VecDeque<Event>,
     iv_secret: Zeroizing<[u8; 32]>,
     cookie_secret: Zeroizing<[u8; 32]>,
-    /// Server: whether ClientHellos must carry our cookie (config, unless a
-    /// [`HelloVerifier`](crate::HelloVerifier) checked it already).
+    /// Server: whether a ClientHello with our cookie is still to come (config, unless a
+    /// [`HelloVerifier`](crate::HelloVerifier) checked it already). Until then the server
+    /// is stateless: it answers ClientHellos with HelloVerifyRequests and drops the rest.
     verify_cookie: bool,
+    /// Why the last plaintext handshake message was discarded.
+    last_discarded: Option<Error>,
     stats: Stats,
     /// Set once the connection is closed for good (the state is also briefly `Closed` while
     /// a handler owns it).
@@ -178,9 +190,8 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-#[derive(Default)]
 struct ReadEpoch {
-    cipher: Option<RecordCipher>,
+    cipher: RecordCipher,
     window: ReplayWindow,
 }
 
@@ -203,6 +214,7 @@ enum OutMsg {
 
 /// The randoms and the transcript (RFC 6347 §4.2.6: every message as one fragment, without
 /// the first ClientHello and the HelloVerifyRequest).
+#[derive(Clone)]
 struct Hs {
     client_random: [u8; 32],
     server_random: [u8; 32],
@@ -228,6 +240,7 @@ impl Hs {
 /// 32 random bytes an ECDHE key is made from when it is needed: a server derives its key only
 /// once a ClientHello with a valid cookie arrives, so spoofed hellos cost no scalar
 /// multiplication (RFC 6347 §4.2.1).
+#[derive(Clone)]
 struct EcdhSeed(Zeroizing<[u8; 32]>);
 
 impl EcdhSeed {
@@ -263,6 +276,7 @@ fn ecdh_shared(key: &p256::SecretKey, peer: &p256::PublicKey) -> Zeroizing<Vec<u
 }
 
 /// Client, before the ServerHello.
+#[derive(Clone)]
 struct ClientStart {
     hs: Hs,
     ecdh: p256::SecretKey,
@@ -272,12 +286,14 @@ struct ClientStart {
 }
 
 /// Server, before a ClientHello with a valid cookie.
+#[derive(Clone)]
 struct ServerStart {
     server_random: [u8; 32],
     ecdh: EcdhSeed,
 }
 
 /// Between the hellos and the key exchange.
+#[derive(Clone)]
 struct Negotiated {
     hs: Hs,
     ecdh: p256::SecretKey,
@@ -288,11 +304,10 @@ struct Negotiated {
     peer: Option<(VerifyingKey, Fingerprint)>,
     /// Client: the server's ECDHE share from ServerKeyExchange.
     server_share: Option<p256::PublicKey>,
-    /// Client: whether the server asked for our certificate.
-    cert_requested: bool,
 }
 
 /// Keys derived, Finished pending.
+#[derive(Clone)]
 struct Keyed {
     hs: Hs,
     suite: CipherSuite,
@@ -304,6 +319,7 @@ struct Keyed {
 }
 
 /// Handshake complete.
+#[derive(Clone)]
 struct Established {
     client_random: [u8; 32],
     server_random: [u8; 32],
@@ -315,11 +331,14 @@ struct Established {
 }
 
 /// Each state holds what is valid then (rustls `ExpectServerHello` style).
+#[derive(Clone)]
 enum State {
     ClientHelloSent(Box<ClientStart>),
     ClientExpectCertificate(Box<Negotiated>),
     ClientExpectServerKeyExchange(Box<Negotiated>),
-    ClientExpectCertificateRequestOrDone(Box<Negotiated>),
+    /// WebRTC authenticates both ends (RFC 8827 §6.5): the server must ask for our
+    /// certificate, so a ServerHelloDone here (trivial to forge) is not taken.
+    ClientExpectCertificateRequest(Box<Negotiated>),
     ClientExpectServerHelloDone(Box<Negotiated>),
     ClientExpectFinished(Box<Keyed>),
     ServerExpectClientHello(Box<ServerStart>),
@@ -337,7 +356,7 @@ impl State {
             Self::ClientHelloSent(_) => "ClientHelloSent",
             Self::ClientExpectCertificate(_) => "ClientExpectCertificate",
             Self::ClientExpectServerKeyExchange(_) => "ClientExpectServerKeyExchange",
-            Self::ClientExpectCertificateRequestOrDone(_) => "ClientExpectCertificateRequestOrDone",
+            Self::ClientExpectCertificateRequest(_) => "ClientExpectCertificateRequest",
             Self::ClientExpectServerHelloDone(_) => "ClientExpectServerHelloDone",
             Self::ClientExpectFinished(_) => "ClientExpectFinished",
             Self::ServerExpectClientHello(_) => "ServerExpectClientHello",
@@ -350,15 +369,18 @@ impl State {
         }
     }
 
-    /// Whether the peer may legitimately have sent its ChangeCipherSpec by now.
-    fn peer_ccs_allowed(&self) -> bool {
-        matches!(
-            self,
-            Self::ClientExpectFinished(_)
-                | Self::ServerExpectCertificateVerify(_)
-                | Self::ServerExpectFinished(_)
-                | Self::Connected(_)
-        )
+    /// Which epoch and message_seq range the next handshake message may come from: the
+    /// hello that answers a ClientHello may carry the message_seq of any ClientHello sent;
+    /// a server takes the first ClientHello at any message_seq (RFC 6347 §4.2.2); the
+    /// Finished comes only in epoch 1, every other handshake message only in epoch 0.
+    fn expects(&self, next: u16) -> Option<(u16, u16)> {
+        match self {
+            Self::ClientHelloSent(c) => Some((0, c.hello_seq.max(next))),
+            Self::ServerExpectClientHello(_) => Some((0, next.saturating_add(MAX_AHEAD))),
+            Self::ClientExpectFinished(_) | Self::ServerExpectFinished(_) => Some((1, next)),
+            Self::Connected(_) | Self::Closed => None,
+            _ => Some((0, next)),
+        }
     }
 }
 
@@ -372,7 +394,7 @@ impl Connection {
         now: Instant,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Self, Error> {
-        let mut conn = Self::new(Role::Client, config, expected, Vec::new(), rng)?;
+        let mut conn = Self::new(Role::Client, config, expected, None, rng)?;
         let mut client_random = [0u8; 32];
         rng.fill_bytes(&mut client_random);
         let ecdh = EcdhSeed::new(rng).key();
@@ -420,17 +442,17 @@ impl Connection {
         Ok(conn)
     }
 
-    /// Starts a server for one client. `client_addr` is any stable encoding of the client's
-    /// transport address; the stateless cookie (RFC 6347 §4.2.1) is bound to it. Until a
-    /// ClientHello with a valid cookie arrives the server answers with HelloVerifyRequests and
-    /// keeps no handshake state.
+    /// Starts a server for the client at `client_addr`; the stateless cookie (RFC 6347
+    /// §4.2.1) is bound to that address. With [`Config::cookie_exchange`] on, until a
+    /// ClientHello with a valid cookie arrives the server keeps no handshake state, answers
+    /// ClientHellos with HelloVerifyRequests, and silently drops everything else.
     pub fn server(
         config: Arc<Config>,
         expected: &[Fingerprint],
-        client_addr: &[u8],
+        client_addr: SocketAddr,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Self, Error> {
-        let mut conn = Self::new(Role::Server, config, expected, client_addr.to_vec(), rng)?;
+        let mut conn = Self::new(Role::Server, config, expected, Some(client_addr), rng)?;
         let mut server_random = [0u8; 32];
         rng.fill_bytes(&mut server_random);
         let ecdh = EcdhSeed::new(rng);
@@ -450,7 +472,7 @@ impl Connection {
     pub fn server_verified(
         config: Arc<Config>,
         expected: &[Fingerprint],
-        client_addr: &[u8],
+        client_addr: SocketAddr,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Self, Error> {
         let mut conn = Self::server(config, expected, client_addr, rng)?;
@@ -462,7 +484,7 @@ impl Connection {
         role: Role,
         config: Arc<Config>,
         expected: &[Fingerprint],
-        client_addr: Vec<u8>,
+        client_addr: Option<SocketAddr>,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Self, Error> {
         config.validate()?;
@@ -481,7 +503,7 @@ impl Connection {
             expected: expected.to_vec(),
             client_addr,
             state: State::Closed,
-            read: Default::default(),
+            read: None,
             write: Default::default(),
             write_epoch: 0,
             reassembler: Reassembler::default(),
@@ -498,6 +520,7 @@ impl Connection {
             iv_secret,
             verify_cookie,
             cookie_secret,
+            last_discarded: None,
             stats: Stats::default(),
             terminated: false,
         })
@@ -523,6 +546,14 @@ impl Connection {
         self.stats
     }
 
+    /// Why the last plaintext handshake message was discarded during the handshake (it did
+    /// not parse, came out of order, or was refused). Such messages never end a handshake,
+    /// since anyone who can spoof the peer's address can send them: a peer that really is
+    /// incompatible shows up as a handshake timeout, with this as the likely reason.
+    pub fn last_discarded(&self) -> Option<&Error> {
+        self.last_discarded.as_ref()
+    }
+
     /// Processes one received datagram (which may hold several records, RFC 6347 §4.1.1).
     /// Invalid records are dropped silently (RFC 6347 §4.1.2.7) and counted in
     /// [`Stats`]; a protocol violation fails the connection: a fatal alert is queued, a
@@ -531,10 +562,12 @@ impl Connection {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        // A server that does not demand a cookie (one a HelloVerifier vouched for, or cookies
-        // off) holds state from the first datagram on: the total timeout runs from then, so
-        // a ClientHello that never completes cannot keep it alive.
-        if !self.verify_cookie && matches!(self.state, State::ServerExpectClientHello(_)) {
+        if matches!(self.state, State::ServerExpectClientHello(_)) {
+            if self.verify_cookie && !self.check_cookie(datagram) {
+                return Ok(());
+            }
+            // From here the server holds state: the total timeout runs from now, so a
+            // ClientHello that never completes cannot keep it alive.
             self.handshake_deadline
                 .get_or_insert(now + self.config.handshake_timeout);
         }
@@ -657,94 +690,107 @@ impl Connection {
 
     // ---------------------------------------------------------------- record layer ---------
 
+    /// RFC 6347 §4.2.1, before the server keeps any state: a ClientHello (first fragment,
+    /// first record) with our cookie ends the stateless phase; another ClientHello gets a
+    /// HelloVerifyRequest; anything else is dropped. Returns whether the datagram is to be
+    /// processed.
+    fn check_cookie(&mut self, datagram: &[u8]) -> bool {
+        let Some(addr) = self.client_addr else {
+            return false;
+        };
+        match cookie::verify(&self.cookie_secret, None, addr, datagram) {
+            Verdict::Accept { msg_seq } => {
+                self.verify_cookie = false;
+                self.reassembler.resync(msg_seq);
+                true
+            }
+            Verdict::Reply(hvr) => {
+                self.transmits.push_back(hvr);
+                self.stats.hello_verify_requests += 1;
+                false
+            }
+            Verdict::Drop => {
+                self.stats.dropped_records += 1;
+                false
+            }
+        }
+    }
+
     fn handle_record(&mut self, now: Instant, rec: &Record<'_>) -> Result<(), Error> {
         // RFC 6347 §4.1: version FEFD, or FEFF in a first ClientHello.
         if rec.version != DTLS12 && rec.version != DTLS10 {
             self.stats.dropped_records += 1;
             return Ok(());
         }
-        let epoch = usize::from(rec.epoch);
-        if epoch > 1 || (epoch == 1 && self.read[1].cipher.is_none()) {
-            // A future epoch (RFC 6347 §4.1: may be discarded) or one that never exists.
-            self.stats.dropped_records += 1;
-            return Ok(());
-        }
-        if !self.read[epoch].window.check(rec.seq) {
-            self.stats.replayed_records += 1;
-            return Ok(());
-        }
-        let plaintext = match &self.read[epoch].cipher {
-            // RFC 5246 §6.2.3: a plaintext over 2^14 bytes is record_overflow; in DTLS the
-            // record is dropped like any other invalid one.
-            Some(c) => match c.open(rec) {
-                Ok(p) if p.len() <= MAX_PLAINTEXT => p,
-                _ => {
-                    self.stats.dropped_records += 1;
-                    return Ok(());
-                }
-            },
-            None => {
+        let plaintext = match (rec.epoch, &mut self.read) {
+            (0, _) => {
                 if rec.fragment.len() > MAX_PLAINTEXT {
                     self.stats.dropped_records += 1;
                     return Ok(());
                 }
                 rec.fragment.to_vec()
             }
+            (1, Some(read)) => {
+                if !read.window.check(rec.seq) {
+                    self.stats.replayed_records += 1;
+                    return Ok(());
+                }
+                // RFC 5246 §6.2.3: a plaintext over 2^14 bytes is record_overflow; in DTLS
+                // the record is dropped like any other invalid one.
+                match read.cipher.open(rec) {
+                    Ok(p) if p.len() <= MAX_PLAINTEXT => {
+                        // RFC 6347 §4.1.2.6: the window moves only for records that
+                        // authenticated.
+                        read.window.update(rec.seq);
+                        p
+                    }
+                    _ => {
+                        self.stats.dropped_records += 1;
+                        return Ok(());
+                    }
+                }
+            }
+            // A future epoch (RFC 6347 §4.1: may be discarded) or one that never exists.
+            _ => {
+                self.stats.dropped_records += 1;
+                return Ok(());
+            }
         };
-        // RFC 6347 §4.1.2.6: the window moves only for records that authenticated. Once the
-        // handshake is done nothing in epoch 0 is trusted: a forged record with a huge
-        // sequence number must not make the peer's genuine retransmissions look like replays.
+        let authenticated = rec.epoch == 1;
         let connected = self.is_connected();
-        if !(connected && epoch == 0) {
-            self.read[epoch].window.update(rec.seq);
-        }
         match rec.content_type {
             ContentType::HANDSHAKE => {
                 self.handle_handshake_record(now, rec.epoch, rec.seq, &plaintext)
             }
+            // RFC 5246 §7.1: one byte, value 1. The epoch in each record header says which
+            // keys protect it, so a ChangeCipherSpec carries no information callsec needs:
+            // it may be lost or reordered (RFC 6347 §4.1) and, in plaintext, forged. It is
+            // only checked when authenticated and premature. Zero-length and other malformed
+            // ones are dropped (RFC 6347 §4.1.2.7).
             ContentType::CHANGE_CIPHER_SPEC => {
-                // RFC 5246 §7.1: one byte, value 1.
                 if plaintext != [1] {
-                    if connected && epoch == 0 {
-                        // Unauthenticated: cannot fail an established association.
-                        self.stats.dropped_records += 1;
-                        return Ok(());
-                    }
-                    return Err(Error::Decode("ChangeCipherSpec"));
-                }
-                if epoch != 0 && !connected {
-                    return Err(Error::UnexpectedMessage("ChangeCipherSpec in epoch 1"));
-                }
-                if matches!(
-                    self.state,
-                    State::ServerExpectClientHello(_)
-                        | State::ServerExpectCertificate(_)
-                        | State::ServerExpectClientKeyExchange(_)
-                ) {
-                    // A stateless server has no handshake to disturb. Mid-flight 5 the
-                    // client's CCS may overtake its ClientKeyExchange when the flight spans
-                    // datagrams; the Finished that follows cannot be read without the keys,
-                    // so dropping the CCS is safe and retransmission repairs the rest.
                     self.stats.dropped_records += 1;
-                    return Ok(());
-                }
-                if !self.state.peer_ccs_allowed() {
-                    return Err(Error::UnexpectedMessage(
-                        "ChangeCipherSpec before the key exchange",
-                    ));
+                } else if authenticated && !connected {
+                    return Err(Error::UnexpectedMessage("ChangeCipherSpec in epoch 1"));
                 }
                 Ok(())
             }
+            // Plaintext alerts are never acted on: anyone who can spoof the peer's address
+            // could end a handshake or an association with one. Zero-length alerts are
+            // dropped as malformed records.
             ContentType::ALERT => {
-                if connected && epoch == 0 {
-                    // Unauthenticated alerts cannot tear down an established association.
+                if plaintext.is_empty() {
                     self.stats.dropped_records += 1;
-                    return Ok(());
+                    Ok(())
+                } else if !authenticated {
+                    self.stats.discarded_messages += 1;
+                    Ok(())
+                } else {
+                    self.handle_alert(&plaintext)
                 }
-                self.handle_alert(&plaintext)
             }
             ContentType::APPLICATION_DATA => {
-                if connected && epoch == 1 {
+                if connected && authenticated {
                     self.events.push_back(Event::ApplicationData(plaintext));
                 } else {
                     // Plaintext or premature application data (RFC 6347 §4.1: dropped).
@@ -796,12 +842,22 @@ impl Connection {
         if self.is_connected() {
             return self.handle_post_handshake_record(now, epoch, body);
         }
+        // Trusted fragments are those whose sender is known: authenticated ones, and a
+        // ClientHello at a server that demands no cookie from this address (the caller
+        // vouched for it). Only for them is a malformed fragment a protocol error.
+        let trusted = epoch == 1 || matches!(self.state, State::ServerExpectClientHello(_));
         let mut r = Reader::new(body);
         let mut resend = false;
         while r.remaining() > 0 {
-            let (h, frag) = HsHeader::read(&mut r)?;
-            self.maybe_resync(&h);
-            match self.reassembler.insert(&h, epoch, frag)? {
+            let (h, frag) = match HsHeader::read(&mut r) {
+                Ok(x) => x,
+                Err(e) if trusted => return Err(e),
+                Err(_) => {
+                    self.stats.dropped_records += 1;
+                    break;
+                }
+            };
+            match self.reassembler.insert(&h, epoch, frag, trusted)? {
                 Inserted::Old => {
                     // RFC 6347 §4.2.4: a repeat of the peer's last flight means ours was lost.
                     if Some(h.message_seq) == self.peer_flight_start && h.fragment_offset == 0 {
@@ -811,15 +867,45 @@ impl Connection {
                 Inserted::Dropped => self.stats.dropped_records += 1,
                 Inserted::Buffered => {}
             }
-            while let Some(msg) = self.reassembler.pop() {
-                self.handle_message(now, msg, record_seq)?;
-                if self.is_closed() {
-                    return Ok(());
-                }
+            self.handle_messages(now, record_seq)?;
+            if self.is_closed() {
+                return Ok(());
             }
         }
         if resend {
             self.answer_repeat(now);
+        }
+        Ok(())
+    }
+
+    /// Hands every message the current state can take to the state machine. A message that
+    /// arrived in plaintext and is refused is discarded: the state stays as it was and its
+    /// message_seq stays open for the genuine message (RFC 6347 §4.1.2.7: invalid input is
+    /// discarded, preserving the association). Only the ClientHello at a server (whose
+    /// cookie proved the sender receives at the address, or whose address the caller
+    /// vouched for) and authenticated messages are refused with an alert.
+    fn handle_messages(&mut self, now: Instant, record_seq: u64) -> Result<(), Error> {
+        while let Some((epoch, max_seq)) = self.state.expects(self.reassembler.next_seq()) {
+            let Some(msg) = self.reassembler.take(epoch, max_seq) else {
+                return Ok(());
+            };
+            let seq = msg.seq;
+            let trusted = msg.epoch == 1 || matches!(self.state, State::ServerExpectClientHello(_));
+            let before = (!trusted).then(|| self.state.clone());
+            match self.handle_message(now, msg, record_seq) {
+                Ok(()) => self.reassembler.accept(seq),
+                Err(e) => match before {
+                    Some(state) => {
+                        self.state = state;
+                        self.stats.discarded_messages += 1;
+                        self.last_discarded = Some(e);
+                    }
+                    None => return Err(e),
+                },
+            }
+            if self.is_closed() {
+                return Ok(());
+            }
         }
         Ok(())
     }
@@ -882,40 +968,10 @@ impl Connection {
         Ok(())
     }
 
-    /// Learns the peer's message_seq where the protocol lets it start anywhere: a server's
-    /// first ClientHello (0, or 1 after a stateless cookie exchange) and the client's first
-    /// ServerHello (servers mirror the ClientHello's message_seq).
-    fn maybe_resync(&mut self, h: &HsHeader) {
-        let next = self.reassembler.next_seq();
-        if h.message_seq == next || self.reassembler.has_partial(h.message_seq) {
-            return;
-        }
-        match &self.state {
-            State::ServerExpectClientHello(_) if h.msg_type == HandshakeType::CLIENT_HELLO => {
-                self.reassembler.resync(h.message_seq);
-            }
-            State::ClientHelloSent(c)
-                if (h.msg_type == HandshakeType::SERVER_HELLO
-                    || (h.msg_type == HandshakeType::HELLO_VERIFY_REQUEST
-                        && h.message_seq > next))
-                    && h.message_seq <= c.hello_seq =>
-            {
-                self.reassembler.resync(h.message_seq);
-            }
-            _ => {}
-        }
-    }
-
     // ---------------------------------------------------------------- handshake ------------
 
     fn handle_message(&mut self, now: Instant, msg: Message, record_seq: u64) -> Result<(), Error> {
-        // Only Finished travels under the new epoch during the handshake.
-        let want_epoch = u16::from(msg.msg_type == HandshakeType::FINISHED);
-        if msg.epoch != want_epoch {
-            return Err(Error::UnexpectedMessage(
-                "handshake message in the wrong epoch",
-            ));
-        }
+        // The epoch is right by construction: `State::expects` chose it.
         let state = std::mem::replace(&mut self.state, State::Closed);
         let next = match (state, msg.msg_type) {
             (State::ClientHelloSent(c), HandshakeType::HELLO_VERIFY_REQUEST) => {
@@ -928,12 +984,9 @@ impl Connection {
                 State::ClientExpectServerKeyExchange(self.peer_certificate(n, &msg)?)
             }
             (State::ClientExpectServerKeyExchange(n), HandshakeType::SERVER_KEY_EXCHANGE) => {
-                State::ClientExpectCertificateRequestOrDone(client_server_key_exchange(n, &msg)?)
+                State::ClientExpectCertificateRequest(client_server_key_exchange(n, &msg)?)
             }
-            (
-                State::ClientExpectCertificateRequestOrDone(mut n),
-                HandshakeType::CERTIFICATE_REQUEST,
-            ) => {
+            (State::ClientExpectCertificateRequest(mut n), HandshakeType::CERTIFICATE_REQUEST) => {
                 let cr = CertificateRequest::read(&msg.body)?;
                 if !cr.certificate_types.contains(&ECDSA_SIGN)
                     || !cr.signature_algorithms.contains(&ECDSA_SECP256R1_SHA256)
@@ -942,20 +995,17 @@ impl Connection {
                         "CertificateRequest without ecdsa/P-256/SHA-256",
                     ));
                 }
-                n.cert_requested = true;
                 n.hs.add(msg.msg_type, msg.seq, &msg.body);
                 State::ClientExpectServerHelloDone(n)
             }
-            (
-                State::ClientExpectCertificateRequestOrDone(n)
-                | State::ClientExpectServerHelloDone(n),
-                HandshakeType::SERVER_HELLO_DONE,
-            ) => self.client_flight5(now, n, &msg)?,
+            (State::ClientExpectServerHelloDone(n), HandshakeType::SERVER_HELLO_DONE) => {
+                self.client_flight5(now, n, &msg)?
+            }
             (State::ClientExpectFinished(k), HandshakeType::FINISHED) => {
                 self.client_finished(k, &msg)?
             }
             (State::ServerExpectClientHello(s), HandshakeType::CLIENT_HELLO) => {
-                self.server_client_hello(now, s, &msg, record_seq)?
+                self.server_client_hello(now, *s, &msg, record_seq)?
             }
             (State::ServerExpectCertificate(n), HandshakeType::CERTIFICATE) => {
                 State::ServerExpectClientKeyExchange(self.peer_certificate(n, &msg)?)
@@ -989,15 +1039,11 @@ impl Connection {
         if hvr.server_version != DTLS12 && hvr.server_version != DTLS10 {
             return Err(Error::ProtocolVersion);
         }
-        c.hello_verifies += 1;
-        self.stats.hello_verify_requests += 1;
-        // The HelloVerifyRequest reused our record sequence number (RFC 6347 §4.2.1) and a
-        // stateless server may count its own records from anywhere: start the epoch-0
-        // window afresh.
-        self.read[0].window = ReplayWindow::default();
-        if c.hello_verifies > MAX_HELLO_VERIFY {
+        if c.hello_verifies >= MAX_HELLO_VERIFY {
             return Err(Error::UnexpectedMessage("too many HelloVerifyRequests"));
         }
+        c.hello_verifies += 1;
+        self.stats.hello_verify_requests += 1;
         // RFC 6347 §4.2.1: resend the same ClientHello with the cookie, as a new message.
         c.hello.cookie = hvr.cookie;
         c.hello_seq = self.take_send_seq();
@@ -1071,7 +1117,6 @@ impl Connection {
             ems: ext.extended_master_secret,
             peer: None,
             server_share: None,
-            cert_requested: false,
         })))
     }
 
@@ -1120,10 +1165,8 @@ impl Connection {
             ));
         };
         let mut flight = Vec::new();
-        if n.cert_requested {
-            let body = write_certificate(&[self.config.certificate.der()]);
-            self.push_msg(&mut flight, &mut n.hs, HandshakeType::CERTIFICATE, 0, body);
-        }
+        let body = write_certificate(&[self.config.certificate.der()]);
+        self.push_msg(&mut flight, &mut n.hs, HandshakeType::CERTIFICATE, 0, body);
         let public = ecdh_public(&n.ecdh);
         self.push_msg(
             &mut flight,
@@ -1134,17 +1177,15 @@ impl Connection {
         );
         let pms = ecdh_shared(&n.ecdh, &share);
         let master = derive_master(&pms, &n.hs, n.ems);
-        if n.cert_requested {
-            let sig: DerSignature = self.config.certificate.signing_key().sign(&n.hs.transcript);
-            let body = write_digitally_signed(ECDSA_SECP256R1_SHA256, sig.as_bytes());
-            self.push_msg(
-                &mut flight,
-                &mut n.hs,
-                HandshakeType::CERTIFICATE_VERIFY,
-                0,
-                body,
-            );
-        }
+        let sig: DerSignature = self.config.certificate.signing_key().sign(&n.hs.transcript);
+        let body = write_digitally_signed(ECDSA_SECP256R1_SHA256, sig.as_bytes());
+        self.push_msg(
+            &mut flight,
+            &mut n.hs,
+            HandshakeType::CERTIFICATE_VERIFY,
+            0,
+            body,
+        );
         self.install_keys(n.suite, &master, &n.hs)?;
         flight.push(OutMsg::ChangeCipherSpec);
         let vd = prf::verify_data(&master, true, &n.hs.hash());
@@ -1177,7 +1218,7 @@ impl Connection {
     fn server_client_hello(
         &mut self,
         now: Instant,
-        s: Box<ServerStart>,
+        s: ServerStart,
         msg: &Message,
         record_seq: u64,
     ) -> Result<State, Error> {
@@ -1187,19 +1228,8 @@ impl Connection {
         if ch.client_version > DTLS12 {
             return Err(Error::ProtocolVersion);
         }
-        if self.verify_cookie {
-            let prefix = HelloPrefix {
-                client_version: ch.client_version,
-                random: &ch.random,
-                session_id: &ch.session_id,
-                cookie: &ch.cookie,
-            };
-            let cookie = crate::cookie::compute(&self.cookie_secret, &self.client_addr, &prefix);
-            if !bool::from(ch.cookie.ct_eq(&cookie)) {
-                self.send_hello_verify(msg.seq, record_seq, &cookie, msg.body.len());
-                return Ok(State::ServerExpectClientHello(s));
-            }
-        }
+        // The cookie, when one is demanded, was checked on the first fragment
+        // (`check_cookie`).
         let ext = &ch.extensions;
         let suite = self
             .config
@@ -1250,7 +1280,7 @@ impl Connection {
         let ServerStart {
             server_random,
             ecdh,
-        } = *s;
+        } = s;
         // The cookie is valid: only now is the ECDHE key made.
         let ecdh = ecdh.key();
         let mut hs = Hs {
@@ -1344,7 +1374,6 @@ impl Connection {
             ems,
             peer: None,
             server_share: None,
-            cert_requested: true,
         })))
     }
 
@@ -1382,7 +1411,8 @@ impl Connection {
         msg: &Message,
     ) -> Result<State, Error> {
         check_finished(&k, true, &msg.body)?;
-        let client_flight_start = self.reassembler.next_seq().wrapping_sub(4);
+        // Flight 5: Certificate, ClientKeyExchange, CertificateVerify, Finished.
+        let client_flight_start = msg.seq.wrapping_sub(3);
         k.hs.add(msg.msg_type, msg.seq, &msg.body);
         let vd = prf::verify_data(&k.master, false, &k.hs.hash());
         let mut flight = vec![OutMsg::ChangeCipherSpec];
@@ -1494,10 +1524,10 @@ impl Connection {
             cipher: Some(mine),
             next_seq: 0,
         };
-        self.read[1] = ReadEpoch {
-            cipher: Some(theirs),
+        self.read = Some(ReadEpoch {
+            cipher: theirs,
             window: ReplayWindow::default(),
-        };
+        });
         Ok(())
     }
 
@@ -1638,24 +1668,6 @@ impl Connection {
         {
             self.transmits.push_back(out);
         }
-    }
-
-    /// RFC 6347 §4.2.1: HelloVerifyRequest with the ClientHello's record sequence number and
-    /// message_seq; no state is kept. Never larger than the ClientHello it answers.
-    fn send_hello_verify(
-        &mut self,
-        msg_seq: u16,
-        record_seq: u64,
-        cookie: &[u8],
-        hello_len: usize,
-    ) {
-        let out = crate::cookie::hello_verify_request(msg_seq, record_seq, cookie);
-        if out.len() > hello_len + HEADER_LEN + HS_HEADER_LEN {
-            self.stats.dropped_records += 1;
-            return;
-        }
-        self.transmits.push_back(out);
-        self.stats.hello_verify_requests += 1;
     }
 
     /// Fails the connection: fatal alert out (when the error has one), `Closed` event.
@@ -1850,8 +1862,13 @@ mod tests {
             let mut client =
                 Connection::client(cc.clone(), &[sc.certificate.fingerprint()], now, &mut rng)
                     .unwrap();
-            let mut server =
-                Connection::server(sc, &[cc.certificate.fingerprint()], b"c", &mut rng).unwrap();
+            let mut server = Connection::server(
+                sc,
+                &[cc.certificate.fingerprint()],
+                ([192, 0, 2, 1], 4444).into(),
+                &mut rng,
+            )
+            .unwrap();
             for d in drain(&mut client) {
                 server.handle_datagram(now, &d).unwrap();
             }

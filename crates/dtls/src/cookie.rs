@@ -7,6 +7,8 @@
 //! fragment at offset 0 even when a large ClientHello (Chromium's, with a post-quantum key
 //! share) arrives in several datagrams, so the check never needs reassembly state.
 
+use std::net::{IpAddr, SocketAddr};
+
 use hmac::{Hmac, Mac};
 use rand_core::CryptoRngCore;
 use sha2::Sha256;
@@ -50,17 +52,37 @@ impl<'a> HelloPrefix<'a> {
     }
 }
 
-/// HMAC-SHA256(secret, len(addr) addr client_version random session_id).
+/// The canonical encoding of a transport address the cookie is bound to: family (4 or 6),
+/// address, port. An IPv4 address seen through a dual-stack socket (`::ffff:a.b.c.d`) is the
+/// IPv4 address; IPv6 flow label and scope are not part of it.
+fn encode_addr(addr: SocketAddr, out: &mut [u8; 19]) -> &[u8] {
+    let n = match addr.ip().to_canonical() {
+        IpAddr::V4(ip) => {
+            out[0] = 4;
+            out[1..5].copy_from_slice(&ip.octets());
+            5
+        }
+        IpAddr::V6(ip) => {
+            out[0] = 6;
+            out[1..17].copy_from_slice(&ip.octets());
+            17
+        }
+    };
+    out[n..n + 2].copy_from_slice(&addr.port().to_be_bytes());
+    &out[..n + 2]
+}
+
+/// HMAC-SHA256(secret, addr client_version random session_id), `addr` as `encode_addr`
+/// writes it (its first byte gives its length).
 pub(crate) fn compute(
     secret: &[u8; 32],
-    client_addr: &[u8],
+    client_addr: SocketAddr,
     p: &HelloPrefix<'_>,
 ) -> [u8; COOKIE_LEN] {
     let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(secret) else {
         return [0; COOKIE_LEN];
     };
-    mac.update(&(client_addr.len() as u64).to_be_bytes());
-    mac.update(client_addr);
+    mac.update(encode_addr(client_addr, &mut [0; 19]));
     mac.update(&p.client_version.to_be_bytes());
     mac.update(p.random);
     mac.update(&[p.session_id.len() as u8]);
@@ -137,28 +159,53 @@ impl HelloVerifier {
         self.previous = Some(std::mem::replace(&mut self.current, next));
     }
 
-    /// Checks the first record of a datagram from `client_addr` (any stable encoding of the
-    /// transport address).
-    pub fn check(&self, client_addr: &[u8], datagram: &[u8]) -> HelloCheck {
-        let Some((msg_seq, record_seq, prefix)) = first_hello_fragment(datagram) else {
-            return HelloCheck::Drop;
-        };
-        let valid = |secret: &[u8; 32]| {
-            bool::from(compute(secret, client_addr, &prefix).ct_eq(prefix.cookie))
-        };
-        if valid(&self.current) || self.previous.as_ref().is_some_and(|p| valid(p)) {
-            return HelloCheck::Accept;
+    /// Checks the first record of a datagram from `client_addr`.
+    pub fn check(&self, client_addr: SocketAddr, datagram: &[u8]) -> HelloCheck {
+        match verify(
+            &self.current,
+            self.previous.as_deref(),
+            client_addr,
+            datagram,
+        ) {
+            Verdict::Accept { .. } => HelloCheck::Accept,
+            Verdict::Reply(hvr) => HelloCheck::Reply(hvr),
+            Verdict::Drop => HelloCheck::Drop,
         }
-        let hvr = hello_verify_request(
-            msg_seq,
-            record_seq,
-            &compute(&self.current, client_addr, &prefix),
-        );
-        if hvr.len() > datagram.len() {
-            return HelloCheck::Drop;
-        }
-        HelloCheck::Reply(hvr)
     }
+}
+
+/// [`HelloCheck`] with what a [`Connection`](crate::Connection) needs to go on.
+pub(crate) enum Verdict {
+    /// A ClientHello first fragment with a valid cookie, with this message_seq.
+    Accept {
+        msg_seq: u16,
+    },
+    Reply(Vec<u8>),
+    Drop,
+}
+
+/// The stateless check of RFC 6347 §4.2.1 on a datagram's first record: a ClientHello first
+/// fragment whose cookie one of the secrets made is accepted; any other ClientHello first
+/// fragment gets a HelloVerifyRequest no larger than the datagram; anything else is dropped.
+pub(crate) fn verify(
+    current: &[u8; 32],
+    previous: Option<&[u8; 32]>,
+    client_addr: SocketAddr,
+    datagram: &[u8],
+) -> Verdict {
+    let Some((msg_seq, record_seq, prefix)) = first_hello_fragment(datagram) else {
+        return Verdict::Drop;
+    };
+    let valid =
+        |secret: &[u8; 32]| bool::from(compute(secret, client_addr, &prefix).ct_eq(prefix.cookie));
+    if valid(current) || previous.is_some_and(valid) {
+        return Verdict::Accept { msg_seq };
+    }
+    let hvr = hello_verify_request(msg_seq, record_seq, &compute(current, client_addr, &prefix));
+    if hvr.len() > datagram.len() {
+        return Verdict::Drop;
+    }
+    Verdict::Reply(hvr)
 }
 
 /// The message_seq, record sequence number and prefix of a ClientHello's first fragment, if
@@ -216,37 +263,56 @@ mod tests {
 
     #[test]
     fn cookie_round_trip_rotation_and_address_binding() {
+        let a: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let b: SocketAddr = "192.0.2.1:5001".parse().unwrap();
         let mut rng = ChaCha20Rng::seed_from_u64(1);
         let mut v = HelloVerifier::new(&mut rng);
-        let HelloCheck::Reply(hvr) = v.check(b"a", &hello(&[], 0)) else {
+        let HelloCheck::Reply(hvr) = v.check(a, &hello(&[], 0)) else {
             panic!("no HVR")
         };
         assert!(hvr.len() <= hello(&[], 0).len());
         let cookie = cookie_of(&hvr);
-        assert_eq!(v.check(b"a", &hello(&cookie, 0)), HelloCheck::Accept);
+        assert_eq!(v.check(a, &hello(&cookie, 0)), HelloCheck::Accept);
         // Another address, a forged cookie: a fresh HelloVerifyRequest, nothing accepted.
         assert!(matches!(
-            v.check(b"b", &hello(&cookie, 0)),
+            v.check(b, &hello(&cookie, 0)),
             HelloCheck::Reply(_)
         ));
         assert!(matches!(
-            v.check(b"a", &hello(&[0; 32], 0)),
+            v.check(a, &hello(&[0; 32], 0)),
             HelloCheck::Reply(_)
         ));
         // One rotation: still accepted. Two: refused.
         v.rotate(&mut rng);
-        assert_eq!(v.check(b"a", &hello(&cookie, 0)), HelloCheck::Accept);
+        assert_eq!(v.check(a, &hello(&cookie, 0)), HelloCheck::Accept);
         v.rotate(&mut rng);
         assert!(matches!(
-            v.check(b"a", &hello(&cookie, 0)),
+            v.check(a, &hello(&cookie, 0)),
             HelloCheck::Reply(_)
         ));
         // Not a first fragment, not a hello, garbage: dropped.
-        assert_eq!(v.check(b"a", &hello(&cookie, 100)), HelloCheck::Drop);
+        assert_eq!(v.check(a, &hello(&cookie, 100)), HelloCheck::Drop);
         assert_eq!(
-            v.check(b"a", &[23, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            v.check(a, &[23, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
             HelloCheck::Drop
         );
-        assert_eq!(v.check(b"a", &[]), HelloCheck::Drop);
+        assert_eq!(v.check(a, &[]), HelloCheck::Drop);
+    }
+
+    #[test]
+    fn the_address_is_encoded_canonically() {
+        let p = HelloPrefix {
+            client_version: 0xfefd,
+            random: &[1; 32],
+            session_id: &[],
+            cookie: &[],
+        };
+        let c = |a: &str| compute(&[5; 32], a.parse().unwrap(), &p);
+        // An IPv4 peer on a dual-stack socket is the same peer.
+        assert_eq!(c("192.0.2.1:5000"), c("[::ffff:192.0.2.1]:5000"));
+        // Port, address and family all count.
+        assert_ne!(c("192.0.2.1:5000"), c("192.0.2.1:5001"));
+        assert_ne!(c("192.0.2.1:5000"), c("192.0.2.2:5000"));
+        assert_ne!(c("192.0.2.1:5000"), c("[::c000:201]:5000"));
     }
 }

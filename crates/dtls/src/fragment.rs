@@ -1,5 +1,18 @@
 //! Handshake message reassembly (RFC 6347 §4.2.3) with hard limits. (Outgoing messages are
 //! fragmented to the MTU by `Connection`'s flight sender.)
+//!
+//! Fragments are kept per `(epoch, message_seq)`: a message that must arrive encrypted (the
+//! Finished) is only ever taken from its epoch, so plaintext bytes claiming its
+//! message_seq sit in a slot of their own and can never take its place.
+//!
+//! Fragments are *trusted* when a conflict among them can only be the peer's fault: records
+//! that authenticated (epoch 1), or the ClientHello of a server that demands no cookie from
+//! this address. Then a conflict (a length that changes, overlapping bytes that disagree) or a
+//! limit is a protocol error. Plaintext fragments during the handshake can come from anyone
+//! who spoofs the peer's address: they never fail the handshake and never block the genuine
+//! ones. A conflicting fragment replaces what was buffered (the peer's retransmission
+//! replaces a spoofer's bytes in turn), and when the buffer is full, plaintext fragments
+//! further ahead are evicted first.
 
 use crate::error::Error;
 use crate::handshake::{HandshakeType, HsHeader};
@@ -31,7 +44,7 @@ pub(crate) enum Inserted {
     Buffered,
     /// Part of a message already delivered: the peer is retransmitting.
     Old,
-    /// Dropped: too far ahead, or from a different epoch than the message's other fragments.
+    /// Dropped: too far ahead, or untrusted and malformed or over a limit.
     Dropped,
 }
 
@@ -48,8 +61,37 @@ struct Partial {
 }
 
 impl Partial {
+    fn new(h: &HsHeader, epoch: u16) -> Self {
+        let length = h.length as usize;
+        Self {
+            msg_type: h.msg_type,
+            seq: h.message_seq,
+            epoch,
+            body: vec![0; length],
+            have: vec![0; length.div_ceil(64)],
+            filled: 0,
+            fragments: 0,
+        }
+    }
+
     fn complete(&self) -> bool {
         self.filled == self.body.len()
+    }
+
+    /// Copies a fragment in; `false` when it disagrees with bytes already there.
+    fn fill(&mut self, offset: usize, data: &[u8]) -> bool {
+        for (i, &b) in data.iter().enumerate() {
+            let at = offset + i;
+            let (word, bit) = (at / 64, 1u64 << (at % 64));
+            if self.have[word] & bit == 0 {
+                self.have[word] |= bit;
+                self.filled += 1;
+                self.body[at] = b;
+            } else if self.body[at] != b {
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -62,33 +104,38 @@ pub(crate) struct Reassembler {
 }
 
 impl Reassembler {
-    /// The message_seq that will be delivered next.
+    /// The lowest message_seq that can still be delivered.
     pub(crate) fn next_seq(&self) -> u16 {
         self.next_seq
     }
 
-    /// Forgets everything and expects `seq` next (a server meeting a new ClientHello, a client
-    /// learning the server's first message_seq).
+    /// Forgets everything and expects `seq` next (a server whose ClientHello with a valid
+    /// cookie has this message_seq).
     pub(crate) fn resync(&mut self, seq: u16) {
         self.next_seq = seq;
         self.partial.clear();
         self.buffered = 0;
     }
 
-    /// Whether a message with this seq is partly buffered.
-    pub(crate) fn has_partial(&self, seq: u16) -> bool {
-        self.partial.iter().any(|p| p.seq == seq)
-    }
-
-    /// Adds one fragment. Errors are protocol violations: fragment beyond the message length,
-    /// a length or type that changes between fragments, an oversize message, too many
-    /// fragments, too many buffered bytes.
+    /// Adds one fragment. Errors (only for `trusted` fragments) are protocol violations:
+    /// fragment beyond the message length, a length or type that changes between fragments,
+    /// overlapping bytes that disagree, an oversize message, too many fragments, too many
+    /// buffered bytes. Untrusted fragments that would be errors are dropped or replace what
+    /// they conflict with.
     pub(crate) fn insert(
         &mut self,
         h: &HsHeader,
         epoch: u16,
         data: &[u8],
+        trusted: bool,
     ) -> Result<Inserted, Error> {
+        let refuse = |e: Error| {
+            if trusted {
+                Err(e)
+            } else {
+                Ok(Inserted::Dropped)
+            }
+        };
         let length = h.length as usize;
         let offset = h.fragment_offset as usize;
         // RFC 6347 §4.2.3: fragment_offset + fragment_length must not exceed length.
@@ -96,7 +143,7 @@ impl Reassembler {
             .checked_add(data.len())
             .is_none_or(|end| end > length)
         {
-            return Err(Error::Decode("fragment beyond message length"));
+            return refuse(Error::Decode("fragment beyond message length"));
         }
         if h.message_seq < self.next_seq {
             return Ok(Inserted::Old);
@@ -105,64 +152,75 @@ impl Reassembler {
             return Ok(Inserted::Dropped);
         }
         if length > MAX_MESSAGE_LEN {
-            return Err(Error::LimitExceeded("handshake message too long"));
+            return refuse(Error::LimitExceeded("handshake message too long"));
         }
-        let idx = match self.partial.iter().position(|p| p.seq == h.message_seq) {
-            Some(i) => i,
-            None => {
-                if self.buffered + length > MAX_BUFFERED {
-                    return Err(Error::LimitExceeded("too many buffered handshake bytes"));
-                }
-                self.buffered += length;
-                self.partial.push(Partial {
-                    msg_type: h.msg_type,
-                    seq: h.message_seq,
-                    epoch,
-                    body: vec![0; length],
-                    have: vec![0; length.div_ceil(64)],
-                    filled: 0,
-                    fragments: 0,
-                });
-                self.partial.len() - 1
+        let found = self
+            .partial
+            .iter()
+            .position(|p| p.seq == h.message_seq && p.epoch == epoch);
+        let idx = match found {
+            Some(i)
+                if self.partial[i].msg_type == h.msg_type
+                    && self.partial[i].body.len() == length =>
+            {
+                Some(i)
             }
+            Some(_) if trusted => {
+                return Err(Error::IllegalParameter(
+                    "handshake message changed between fragments",
+                ));
+            }
+            Some(i) => {
+                // Plaintext that contradicts plaintext: the latest wins, so a genuine
+                // retransmission always displaces a spoofer's bytes.
+                self.remove(i);
+                self.add(h, epoch, trusted)?
+            }
+            None => self.add(h, epoch, trusted)?,
+        };
+        let Some(idx) = idx else {
+            return Ok(Inserted::Dropped);
         };
         let p = &mut self.partial[idx];
-        if p.msg_type != h.msg_type || p.body.len() != length {
-            return Err(Error::IllegalParameter(
-                "handshake message changed between fragments",
-            ));
-        }
-        if p.epoch != epoch {
-            return Ok(Inserted::Dropped);
-        }
         p.fragments += 1;
         if p.fragments > MAX_FRAGMENTS {
-            return Err(Error::LimitExceeded("too many fragments"));
+            if trusted {
+                return Err(Error::LimitExceeded("too many fragments"));
+            }
+            self.remove(idx);
+            return Ok(Inserted::Dropped);
         }
-        for (i, &b) in data.iter().enumerate() {
-            let at = offset + i;
-            let (word, bit) = (at / 64, 1u64 << (at % 64));
-            if p.have[word] & bit == 0 {
-                p.have[word] |= bit;
-                p.filled += 1;
-                p.body[at] = b;
-            } else if p.body[at] != b {
-                // Overlapping fragments must agree (RFC 6347 §4.2.3 reassembly).
+        if !p.fill(offset, data) {
+            // Overlapping fragments must agree (RFC 6347 §4.2.3 reassembly).
+            if trusted {
                 return Err(Error::IllegalParameter("overlapping fragments disagree"));
             }
+            self.remove(idx);
+            let Some(idx) = self.add(h, epoch, trusted)? else {
+                return Ok(Inserted::Dropped);
+            };
+            let p = &mut self.partial[idx];
+            p.fragments = 1;
+            p.fill(offset, data);
         }
         Ok(Inserted::Buffered)
     }
 
-    /// Hands out the next message if it is complete.
-    pub(crate) fn pop(&mut self) -> Option<Message> {
+    /// Takes the complete message with the lowest message_seq in `next_seq..=max_seq` that
+    /// arrived in `epoch`, without moving `next_seq`: call [`accept`](Self::accept) once the
+    /// handshake took it. A message that is not accepted is simply gone, and its slot is free
+    /// for the genuine one.
+    pub(crate) fn take(&mut self, epoch: u16, max_seq: u16) -> Option<Message> {
         let idx = self
             .partial
             .iter()
-            .position(|p| p.seq == self.next_seq && p.complete())?;
-        let p = self.partial.swap_remove(idx);
-        self.buffered -= p.body.len();
-        self.next_seq = self.next_seq.wrapping_add(1);
+            .enumerate()
+            .filter(|(_, p)| {
+                p.epoch == epoch && (self.next_seq..=max_seq).contains(&p.seq) && p.complete()
+            })
+            .min_by_key(|(_, p)| p.seq)
+            .map(|(i, _)| i)?;
+        let p = self.remove(idx);
         Some(Message {
             msg_type: p.msg_type,
             seq: p.seq,
@@ -170,11 +228,65 @@ impl Reassembler {
             body: p.body,
         })
     }
+
+    /// The handshake took message `seq`: deliver from `seq + 1` on, forget anything older.
+    pub(crate) fn accept(&mut self, seq: u16) {
+        self.next_seq = seq.wrapping_add(1);
+        let mut i = 0;
+        while i < self.partial.len() {
+            if self.partial[i].seq <= seq {
+                self.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn remove(&mut self, idx: usize) -> Partial {
+        let p = self.partial.swap_remove(idx);
+        self.buffered -= p.body.len();
+        p
+    }
+
+    /// Makes room for and adds an empty partial message; `None` when an untrusted one does
+    /// not fit. Room is made by evicting plaintext partials: for a plaintext fragment only
+    /// those further ahead than it, for an authenticated one any of them.
+    fn add(&mut self, h: &HsHeader, epoch: u16, trusted: bool) -> Result<Option<usize>, Error> {
+        let length = h.length as usize;
+        while self.buffered + length > MAX_BUFFERED {
+            let victim = self
+                .partial
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.epoch == 0 && (epoch != 0 || p.seq > h.message_seq))
+                .max_by_key(|(_, p)| p.seq)
+                .map(|(i, _)| i);
+            match victim {
+                Some(i) if epoch != 0 || !trusted => {
+                    self.remove(i);
+                }
+                _ if trusted => {
+                    return Err(Error::LimitExceeded("too many buffered handshake bytes"));
+                }
+                _ => return Ok(None),
+            }
+        }
+        self.buffered += length;
+        self.partial.push(Partial::new(h, epoch));
+        Ok(Some(self.partial.len() - 1))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Takes and accepts the next message of epoch 0.
+    pub(super) fn pop(r: &mut Reassembler) -> Option<Message> {
+        let m = r.take(0, r.next_seq())?;
+        r.accept(m.seq);
+        Some(m)
+    }
 
     fn hdr(seq: u16, length: usize, offset: usize, frag: usize) -> HsHeader {
         HsHeader {
@@ -190,16 +302,17 @@ mod tests {
     fn reassembles_out_of_order_and_overlapping() {
         let msg: Vec<u8> = (0..100u8).collect();
         let mut r = Reassembler::default();
-        r.insert(&hdr(0, 100, 50, 50), 0, &msg[50..]).unwrap();
-        assert!(r.pop().is_none());
-        r.insert(&hdr(0, 100, 10, 60), 0, &msg[10..70]).unwrap();
-        assert!(r.pop().is_none());
-        r.insert(&hdr(0, 100, 0, 20), 0, &msg[..20]).unwrap();
-        let m = r.pop().unwrap();
+        r.insert(&hdr(0, 100, 50, 50), 0, &msg[50..], true).unwrap();
+        assert!(pop(&mut r).is_none());
+        r.insert(&hdr(0, 100, 10, 60), 0, &msg[10..70], true)
+            .unwrap();
+        assert!(pop(&mut r).is_none());
+        r.insert(&hdr(0, 100, 0, 20), 0, &msg[..20], true).unwrap();
+        let m = pop(&mut r).unwrap();
         assert_eq!(m.body, msg);
         assert_eq!(r.next_seq(), 1);
         assert_eq!(
-            r.insert(&hdr(0, 100, 0, 10), 0, &msg[..10]).unwrap(),
+            r.insert(&hdr(0, 100, 0, 10), 0, &msg[..10], true).unwrap(),
             Inserted::Old
         );
     }
@@ -207,39 +320,39 @@ mod tests {
     #[test]
     fn messages_come_out_in_order() {
         let mut r = Reassembler::default();
-        r.insert(&hdr(1, 3, 0, 3), 0, b"bcd").unwrap();
-        assert!(r.pop().is_none());
-        r.insert(&hdr(0, 1, 0, 1), 0, b"a").unwrap();
-        assert_eq!(r.pop().unwrap().body, b"a");
-        assert_eq!(r.pop().unwrap().body, b"bcd");
-        assert!(r.pop().is_none());
+        r.insert(&hdr(1, 3, 0, 3), 0, b"bcd", true).unwrap();
+        assert!(pop(&mut r).is_none());
+        r.insert(&hdr(0, 1, 0, 1), 0, b"a", true).unwrap();
+        assert_eq!(pop(&mut r).unwrap().body, b"a");
+        assert_eq!(pop(&mut r).unwrap().body, b"bcd");
+        assert!(pop(&mut r).is_none());
         // Zero-length messages complete at once.
-        r.insert(&hdr(2, 0, 0, 0), 0, b"").unwrap();
-        assert_eq!(r.pop().unwrap().body, b"");
+        r.insert(&hdr(2, 0, 0, 0), 0, b"", true).unwrap();
+        assert_eq!(pop(&mut r).unwrap().body, b"");
     }
 
     #[test]
     fn limits() {
         let mut r = Reassembler::default();
         // offset + length beyond the message.
-        assert!(r.insert(&hdr(0, 10, 8, 3), 0, b"abc").is_err());
+        assert!(r.insert(&hdr(0, 10, 8, 3), 0, b"abc", true).is_err());
         assert!(
-            r.insert(&hdr(0, 10, u32::MAX as usize >> 8, 1), 0, b"a")
+            r.insert(&hdr(0, 10, u32::MAX as usize >> 8, 1), 0, b"a", true)
                 .is_err()
         );
         // Enormous announced length.
         assert!(matches!(
-            r.insert(&hdr(0, 0xff_ffff, 0, 1), 0, b"a"),
+            r.insert(&hdr(0, 0xff_ffff, 0, 1), 0, b"a", true),
             Err(Error::LimitExceeded(_))
         ));
         // A length that changes between fragments.
-        r.insert(&hdr(0, 10, 0, 2), 0, b"ab").unwrap();
-        assert!(r.insert(&hdr(0, 11, 2, 2), 0, b"cd").is_err());
+        r.insert(&hdr(0, 10, 0, 2), 0, b"ab", true).unwrap();
+        assert!(r.insert(&hdr(0, 11, 2, 2), 0, b"cd", true).is_err());
         // Endless empty fragments.
         let mut r = Reassembler::default();
         let mut failed = false;
         for _ in 0..1000 {
-            if r.insert(&hdr(0, 10, 0, 0), 0, b"").is_err() {
+            if r.insert(&hdr(0, 10, 0, 0), 0, b"", true).is_err() {
                 failed = true;
                 break;
             }
@@ -248,25 +361,99 @@ mod tests {
         // Too far ahead is dropped, not buffered.
         let mut r = Reassembler::default();
         assert_eq!(
-            r.insert(&hdr(MAX_AHEAD + 1, 10, 0, 1), 0, b"a").unwrap(),
+            r.insert(&hdr(MAX_AHEAD + 1, 10, 0, 1), 0, b"a", true)
+                .unwrap(),
             Inserted::Dropped
         );
         // Total buffered bytes are bounded.
         let mut r = Reassembler::default();
         let mut hit = false;
         for seq in 0..=MAX_AHEAD {
-            if r.insert(&hdr(seq, MAX_MESSAGE_LEN, 0, 1), 0, b"a").is_err() {
+            if r.insert(&hdr(seq, MAX_MESSAGE_LEN, 0, 1), 0, b"a", true)
+                .is_err()
+            {
                 hit = true;
             }
         }
         assert!(hit);
-        // Fragments of one message from two epochs do not mix.
+        // Fragments of one message_seq from two epochs do not mix: each epoch has its slot.
         let mut r = Reassembler::default();
-        r.insert(&hdr(0, 4, 0, 2), 0, b"ab").unwrap();
+        r.insert(&hdr(0, 4, 0, 2), 0, b"ab", true).unwrap();
         assert_eq!(
-            r.insert(&hdr(0, 4, 2, 2), 1, b"cd").unwrap(),
+            r.insert(&hdr(0, 4, 2, 2), 1, b"cd", true).unwrap(),
+            Inserted::Buffered
+        );
+        assert!(r.take(1, 0).is_none());
+        assert!(r.take(0, 0).is_none());
+    }
+
+    #[test]
+    fn plaintext_never_takes_the_slot_of_an_encrypted_message() {
+        let mut r = Reassembler::default();
+        // A spoofed, complete plaintext message at the seq the Finished will have.
+        r.insert(&hdr(0, 3, 0, 3), 0, b"xyz", false).unwrap();
+        // The genuine one arrives in epoch 1, of another length: no conflict, own slot.
+        r.insert(&hdr(0, 12, 0, 12), 1, &[7; 12], true).unwrap();
+        let m = r.take(1, 0).unwrap();
+        assert_eq!((m.epoch, m.body), (1, vec![7; 12]));
+        r.accept(m.seq);
+        assert!(
+            r.take(0, 5).is_none(),
+            "the plaintext one went with its seq"
+        );
+    }
+
+    #[test]
+    fn untrusted_conflicts_replace_and_never_fail() {
+        let mut r = Reassembler::default();
+        // A spoofer's fragment claims a length; the genuine message has another.
+        r.insert(&hdr(0, 100, 0, 10), 0, &[1; 10], false).unwrap();
+        r.insert(&hdr(0, 20, 0, 20), 0, &[2; 20], false).unwrap();
+        assert_eq!(pop(&mut r).unwrap().body, vec![2; 20]);
+        // Overlapping bytes that disagree: the latest wins.
+        r.insert(&hdr(1, 4, 0, 2), 0, b"zz", false).unwrap();
+        r.insert(&hdr(1, 4, 0, 4), 0, b"abcd", false).unwrap();
+        assert_eq!(pop(&mut r).unwrap().body, b"abcd");
+        // Beyond the length, enormous, endless: dropped, never an error.
+        assert_eq!(
+            r.insert(&hdr(2, 10, 8, 3), 0, b"abc", false).unwrap(),
             Inserted::Dropped
         );
+        assert_eq!(
+            r.insert(&hdr(2, 0xff_ffff, 0, 1), 0, b"a", false).unwrap(),
+            Inserted::Dropped
+        );
+        for _ in 0..1000 {
+            assert!(r.insert(&hdr(2, 10, 0, 0), 0, b"", false).is_ok());
+        }
+        // A full buffer of spoofed messages further ahead makes room for the next one.
+        let mut r = Reassembler::default();
+        for seq in 1..=MAX_AHEAD {
+            r.insert(&hdr(seq, MAX_MESSAGE_LEN, 0, 1), 0, b"a", false)
+                .unwrap();
+        }
+        r.insert(&hdr(0, 2000, 0, 2000), 0, &[3; 2000], false)
+            .unwrap();
+        assert_eq!(pop(&mut r).unwrap().body, vec![3; 2000]);
+        // And an authenticated one always finds room.
+        let mut r = Reassembler::default();
+        for seq in 0..=MAX_AHEAD {
+            r.insert(&hdr(seq, MAX_MESSAGE_LEN, 0, 1), 0, b"a", false)
+                .unwrap();
+        }
+        r.insert(&hdr(0, 12, 0, 12), 1, &[4; 12], true).unwrap();
+        assert_eq!(r.take(1, 0).unwrap().body, vec![4; 12]);
+    }
+
+    #[test]
+    fn take_finds_the_lowest_complete_message_in_a_range() {
+        let mut r = Reassembler::default();
+        r.insert(&hdr(2, 1, 0, 1), 0, b"c", false).unwrap();
+        r.insert(&hdr(1, 2, 0, 1), 0, b"b", false).unwrap();
+        assert_eq!(r.take(0, 1), None, "seq 1 incomplete, 2 out of range");
+        assert_eq!(r.take(0, 3).unwrap().body, b"c");
+        // Not accepted: the next message is still expected from seq 0.
+        assert_eq!(r.next_seq(), 0);
     }
 }
 
@@ -274,6 +461,7 @@ mod tests {
 mod props {
     use proptest::prelude::*;
 
+    use super::tests::pop;
     use super::*;
 
     proptest! {
@@ -310,9 +498,9 @@ mod props {
                     fragment_offset: a as u32,
                     fragment_length: (b - a) as u32,
                 };
-                let got = r.insert(&h, 0, &body[a..b]);
+                let got = r.insert(&h, 0, &body[a..b], true);
                 prop_assert!(got.is_ok());
-                while let Some(m) = r.pop() {
+                while let Some(m) = pop(&mut r) {
                     out.push(m.body);
                 }
             }

@@ -28,14 +28,20 @@ pub fn record_layer(data: &[u8]) {
 pub fn handshake_messages(data: &[u8]) {
     let mut r = Reader::new(data);
     let mut re = Reassembler::default();
+    // Plaintext fragments during a handshake: never an error, whatever they say.
+    let mut untrusted = Reassembler::default();
+    let mut trusted_ok = true;
     while r.remaining() > 0 {
         let Ok((h, frag)) = HsHeader::read(&mut r) else {
             break;
         };
-        if re.insert(&h, 0, frag).is_err() {
-            break;
+        assert!(untrusted.insert(&h, 0, frag, false).is_ok());
+        while let Some(m) = untrusted.take(0, untrusted.next_seq().saturating_add(2)) {
+            untrusted.accept(m.seq);
         }
-        while let Some(m) = re.pop() {
+        trusted_ok = trusted_ok && re.insert(&h, 0, frag, true).is_ok();
+        while let Some(m) = re.take(0, re.next_seq()).filter(|_| trusted_ok) {
+            re.accept(m.seq);
             parse_body(m.msg_type, &m.body);
         }
     }

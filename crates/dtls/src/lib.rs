@@ -17,7 +17,7 @@
 //! ```no_run
 //! # use std::{sync::Arc, time::Instant};
 //! # use callsec_dtls::*;
-//! # fn run(rng: &mut (impl rand_core::CryptoRngCore), peer_fp: Fingerprint, addr: &[u8], datagram: &[u8]) -> Result<(), Error> {
+//! # fn run(rng: &mut (impl rand_core::CryptoRngCore), peer_fp: Fingerprint, addr: std::net::SocketAddr, datagram: &[u8]) -> Result<(), Error> {
 //! let config = Arc::new(Config::new(Certificate::generate(rng)));
 //! // `config.certificate.fingerprint()` goes into SDP: `a=fingerprint:sha-256 AB:CD:...`;
 //! // `peer_fp` is what the peer's SDP said (`"sha-256 AB:..".parse()?`).
@@ -44,6 +44,19 @@
 //! ```
 //!
 //! A client is [`Connection::client`]; its first flight is ready at once.
+//!
+//! # Spoofed datagrams
+//!
+//! Until the Finished messages, a handshake travels in plaintext that anyone who can spoof
+//! the peer's address can forge. Such input never ends or stalls a handshake (RFC 6347
+//! §4.1.2.7: invalid records are discarded, preserving the association): a plaintext message
+//! that does not parse, comes out of order or is refused is discarded, its message_seq stays
+//! open for the genuine one ([`Connection::last_discarded`] says why); plaintext alerts and
+//! ChangeCipherSpecs are ignored; only authenticated records move a replay window; a message
+//! that must come encrypted is only taken from its epoch. Refusals with an alert are kept for
+//! input whose sender is known: a server's ClientHello (its cookie proved the address, or the
+//! caller vouched for it) and authenticated records. A genuinely incompatible peer therefore
+//! shows up, on the side that received the plaintext refusal, as a handshake timeout.
 #![forbid(unsafe_code)]
 
 mod cert;

@@ -21,7 +21,13 @@ fn fuzz_server(client_cert: &Certificate) -> Connection {
     let mut c = Config::new(Certificate::generate(&mut rng));
     c.cookie_exchange = false;
     let mut rng = ChaCha20Rng::seed_from_u64(2);
-    Connection::server(Arc::new(c), &[client_cert.fingerprint()], b"fuzz", &mut rng).unwrap()
+    Connection::server(
+        Arc::new(c),
+        &[client_cert.fingerprint()],
+        ([192, 0, 2, 1], 4444).into(),
+        &mut rng,
+    )
+    .unwrap()
 }
 
 /// One recorded client side: returns the fuzz input.

@@ -294,7 +294,7 @@ fn hello_verifier_in_front_under_loss() {
         let start = Instant::now();
         let mut now = start;
         let mut verifier = HelloVerifier::new(&mut rng);
-        let addr = b"192.0.2.9:1234";
+        let addr: std::net::SocketAddr = "192.0.2.9:1234".parse().unwrap();
         let mut client =
             Connection::client(cc.clone(), &[sc.certificate.fingerprint()], now, &mut rng).unwrap();
         let mut server: Option<Connection> = None;

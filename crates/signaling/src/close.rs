@@ -62,6 +62,9 @@ pub enum CloseReason {
     SessionExpired,
     /// `idle_timeout` reached.
     IdleTimeout,
+    /// The user or the session already holds `max_connections_per_user` or
+    /// `max_connections_per_session` authenticated connections.
+    TooManyConnections,
 }
 
 impl CloseReason {
@@ -94,6 +97,7 @@ impl CloseReason {
             Self::WrongRoom => 4013,
             Self::SessionExpired => 4014,
             Self::IdleTimeout => 4015,
+            Self::TooManyConnections => 4016,
         }
     }
 
@@ -124,6 +128,7 @@ impl CloseReason {
             Self::WrongRoom => "token not valid for room",
             Self::SessionExpired => "session length exceeded",
             Self::IdleTimeout => "idle timeout",
+            Self::TooManyConnections => "too many connections for this user or session",
         }
     }
 
@@ -145,6 +150,7 @@ impl CloseReason {
             Self::Revoked => "revoked",
             Self::SessionExpired => "session_expired",
             Self::IdleTimeout => "idle_timeout",
+            Self::TooManyConnections => "too_many_connections",
         }
     }
 }

@@ -45,6 +45,12 @@ pub struct Limits {
     pub max_connections_per_address: usize,
     /// Connections in total.
     pub max_connections: usize,
+    /// Authenticated connections of one user (token `sub`), all sessions together; one
+    /// more is closed with 4016 right after authentication.
+    pub max_connections_per_user: usize,
+    /// Authenticated connections of one session (token session id); one more is closed
+    /// with 4016.
+    pub max_connections_per_session: usize,
     /// Admitted connections in the TLS/HTTP handshake at once; beyond it new TCP
     /// connections are dropped without a reply. Connections over the connection limits
     /// get their HTTP 429/503 from a separate pool an eighth this size (at least one),
@@ -86,6 +92,8 @@ impl Default for Limits {
             max_protocol_errors: 20,
             max_connections_per_address: 32,
             max_connections: 10_000,
+            max_connections_per_user: 8,
+            max_connections_per_session: 4,
             max_pending_handshakes: 512,
             max_message_size: 64 * 1024,
             max_sdp_size: 32 * 1024,

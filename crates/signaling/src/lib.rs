@@ -41,8 +41,10 @@
 //!    over the first two get their refusal from a small pool of their own.
 //! 2. TLS 1.2/1.3 (rustls, ring) and the HTTP upgrade, within `handshake_timeout`. The
 //!    upgrade is refused with 429/503 over the connection limits, 400 when the URL
-//!    carries credentials (tokens are never accepted in the URL) or `Authorization` is not
-//!    `Bearer`, and 403 when an `Origin` header is not in `allowed_origins`.
+//!    has any query or fragment or a token in its (percent-decoded) path (tokens are never
+//!    accepted in the URL), when `Origin`, `Authorization`, `Host` or `Sec-WebSocket-Key`
+//!    appears more than once, or when `Authorization` is not `Bearer`, and 403 when an
+//!    `Origin` header is not in `allowed_origins`.
 //! 3. Authentication: the `Authorization: Bearer` token, or else an `auth` message that
 //!    must arrive within `auth_timeout`. Tokens are checked by [`TokenValidator`] and
 //!    against the persisted revocations; refusals close with the codes in [`close`].
@@ -73,7 +75,7 @@
 //! Undecodable messages (invalid UTF-8 in a binary frame, malformed JSON, unknown type,
 //! wrong version, oversize message or SDP) get an `error` and the connection stays up,
 //! up to `max_protocol_errors`. Invalid UTF-8 in a *text* frame fails the connection with
-//! 1007 as RFC 6455 §8.1 requires.
+//! 1007 as RFC 6455 §8.1 requires; before authentication, invalid UTF-8 in any frame does.
 //!
 //! # Audit log
 //!

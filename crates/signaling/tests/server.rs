@@ -371,10 +371,14 @@ async fn each_bad_token_is_refused_with_its_reason() -> Result {
             Err(ClientError::Rejected { status: 400 })
         ));
     }
-    // An innocent query is not mistaken for one.
+    // The endpoint takes no query at all: an innocent-looking one is refused too (no
+    // spelling, encoding or parameter name can carry a token past the check).
     let mut cfg = h.client_config(Some(token("alice", "s1")));
     cfg.path = "/?room=r1&author=alice".into();
-    assert!(Client::connect(&cfg).await.is_ok());
+    assert!(matches!(
+        Client::open(&cfg).await,
+        Err(ClientError::Rejected { status: 400 })
+    ));
     // And the same token in the header is fine.
     assert!(h.try_connect(token("alice", "s1")).await.is_ok());
     Ok(())
@@ -1255,5 +1259,131 @@ async fn token_expiry_closes_unless_refreshed_in_band() -> Result {
     })
     .await?;
     assert_eq!(recv_close(&mut bob).await.0, 4008);
+    Ok(())
+}
+
+/// Sends a raw HTTP upgrade request (plain ws:// on loopback) and returns the status code.
+async fn raw_upgrade(h: &Harness, target: &str, extra_headers: &[&str]) -> u16 {
+    use tokio::io::AsyncWriteExt as _;
+    let mut tcp = TcpStream::connect(h.server.local_addr()).await.unwrap();
+    let mut req = format!(
+        "GET {target} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    );
+    for h in extra_headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]);
+    head.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_query_or_fragment_in_the_url_is_refused() -> Result {
+    let h = Harness::with(|c| c.transport = Transport::PlaintextLoopback).await;
+    assert_eq!(raw_upgrade(&h, "/", &[]).await, 101);
+    assert_eq!(raw_upgrade(&h, "/calls", &[]).await, 101);
+    for target in [
+        "/?room=r1",
+        "/?",
+        "/?t%6Fken=eyJhbGciOiJIUzI1NiJ9.e30.c2ln",
+        "/calls/%65yJhbGciOiJIUzI1NiJ9.e30.c2ln",
+        "/calls/eyJhbGciOiJIUzI1NiJ9%252Ee30%252Ec2ln",
+        "/#access_token=x",
+    ] {
+        let status = raw_upgrade(&h, target, &[]).await;
+        assert_eq!(status, 400, "{target}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicated_security_headers_are_refused() -> Result {
+    let h = Harness::with(|c| {
+        c.transport = Transport::PlaintextLoopback;
+        c.allowed_origins = vec!["https://app.example".into()];
+    })
+    .await;
+    let good = format!("Authorization: Bearer {}", token("alice", "s1"));
+    let other = format!("Authorization: Bearer {}", token("mallory", "s9"));
+    assert_eq!(
+        raw_upgrade(&h, "/", &[&good, "Origin: https://app.example"]).await,
+        101
+    );
+    for extra in [
+        vec![
+            "Origin: https://app.example",
+            "Origin: https://evil.example",
+        ],
+        vec![good.as_str(), other.as_str()],
+        vec!["Host: evil.example"],
+        vec!["Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA=="],
+    ] {
+        assert_eq!(raw_upgrade(&h, "/", &extra).await, 400, "{extra:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_utf8_before_authentication_is_1007() -> Result {
+    let h = Harness::with(|_| {}).await;
+    let mut c = Client::open(&h.client_config(None)).await?;
+    c.send_unchecked_text_frame(b"{\"v\":1,\"type\":\"auth\",\"token\":\"\xff\"}".to_vec())
+        .await?;
+    assert_eq!(recv_close(&mut c).await.0, 1007);
+    let mut c = Client::open(&h.client_config(None)).await?;
+    c.send_binary(b"{\"v\":1,\"type\":\"auth\",\"token\":\"\xfe\"}".to_vec())
+        .await?;
+    assert_eq!(recv_close(&mut c).await.0, 1007);
+    // Valid UTF-8 that is not an auth message stays a missing-token refusal.
+    let mut c = Client::open(&h.client_config(None)).await?;
+    c.send_text("{\"v\":1,\"type\":\"ping\"}".into()).await?;
+    assert_eq!(recv_close(&mut c).await.0, 4001);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_limited_per_user_and_per_session() -> Result {
+    let h = Harness::with(|c| {
+        c.limits.max_connections_per_user = 2;
+        c.limits.max_connections_per_session = 1;
+    })
+    .await;
+    let first = h.connect(token("alice", "s1")).await;
+    // A second connection of the same session.
+    assert_eq!(
+        closed_code(h.try_connect(token("alice", "s1")).await),
+        (4016, "too many connections for this user or session".into())
+    );
+    // Another session of the same user, then a third session: over the user limit.
+    let _second = h.connect(token("alice", "s2")).await;
+    assert_eq!(
+        closed_code(h.try_connect(token("alice", "s3")).await).0,
+        4016
+    );
+    // Other users are not affected.
+    let _bob = h.connect(token("bob", "s9")).await;
+    // The slot comes back when a connection ends.
+    first.close().await?;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match h.try_connect(token("alice", "s1")).await {
+            Ok(_) => break,
+            Err(ClientError::Closed { code: 4016, .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! deadline instead of sleeping.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,10 @@ pub struct Pair {
     pub server_errors: Vec<callsec_dtls::Error>,
 }
 
+/// The client's address, as the server sees it.
+pub const PEER_ADDR: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 1), 4444));
+
 pub fn configs(seed: u64, tweak: impl Fn(&mut Config)) -> (Arc<Config>, Arc<Config>) {
     let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0xc0ffee);
     let mut c = Config::new(Certificate::generate(&mut rng));
@@ -55,7 +60,7 @@ impl Pair {
         let client_fp = cc.certificate.fingerprint();
         let server_fp = sc.certificate.fingerprint();
         let client = Connection::client(cc, &[server_fp], start, &mut rng).unwrap();
-        let server = Connection::server(sc, &[client_fp], b"192.0.2.1:4444", &mut rng).unwrap();
+        let server = Connection::server(sc, &[client_fp], PEER_ADDR, &mut rng).unwrap();
         Self {
             client,
             server,
@@ -123,6 +128,19 @@ impl Pair {
                 q.push(d.clone());
             }
         }
+    }
+
+    /// Puts `d` among the datagrams in flight to one side, at a random place: an attacker
+    /// who spoofs the other side's address.
+    pub fn inject(&mut self, to_server: bool, d: Vec<u8>) {
+        self.collect();
+        let q = if to_server {
+            &mut self.to_server
+        } else {
+            &mut self.to_client
+        };
+        let at = (self.net.next_u32() as usize) % (q.len() + 1);
+        q.insert(at, d);
     }
 
     /// Delivers what is queued; returns whether anything moved.

@@ -16,16 +16,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::handshake::server::{
-    ErrorResponse, Request as HttpRequest, Response,
-};
-use tokio_tungstenite::tungstenite::http::{StatusCode, header};
+use tokio_tungstenite::tungstenite::handshake::server::{Request as HttpRequest, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tracing::{debug, info, warn};
 
+mod upgrade;
+
+use self::upgrade::{RequestLineTap, check_upgrade};
 use crate::audit::AUDIT_TARGET;
 use crate::close::CloseReason;
 use crate::config::{Limits, ServerConfig, Transport};
@@ -298,6 +298,11 @@ fn check_limits(l: &Limits) -> Result<(), StartError> {
             "max_participants_per_room",
         ),
         (l.outbound_queue == 0, "outbound_queue"),
+        (l.max_connections_per_user == 0, "max_connections_per_user"),
+        (
+            l.max_connections_per_session == 0,
+            "max_connections_per_session",
+        ),
     ];
     match checks.iter().find(|(bad, _)| *bad) {
         Some((_, name)) => Err(StartError::InvalidLimits(name)),
@@ -340,7 +345,30 @@ struct State {
     /// Admitted connections per [`address_key`].
     per_address: HashMap<IpAddr, usize>,
     conns: HashMap<ConnectionId, Live>,
+    /// Authenticated connections per user id and per session id.
+    per_user: HashMap<String, usize>,
+    per_session: HashMap<String, usize>,
     rooms: HashMap<String, Vec<ConnectionId>>,
+}
+
+/// Counts `key` up or down by one, forgetting keys that reach zero; returns the new count.
+fn count(map: &mut HashMap<String, usize>, key: &str, up: bool) -> usize {
+    if up {
+        let n = map.entry(key.to_owned()).or_insert(0);
+        *n += 1;
+        return *n;
+    }
+    match map.get_mut(key) {
+        Some(n) if *n > 1 => {
+            *n -= 1;
+            *n
+        }
+        Some(_) => {
+            map.remove(key);
+            0
+        }
+        None => 0,
+    }
 }
 
 /// What the registry knows about an authenticated connection.
@@ -461,6 +489,21 @@ impl Shared {
         if self.is_revoked(claims) {
             return Err(CloseReason::Auth(TokenError::Revoked));
         }
+        // One insider must not multiply their share of every room by opening many
+        // connections: bounded per user and per session.
+        let users = state.per_user.get(&claims.user_id).copied().unwrap_or(0);
+        let sessions = state
+            .per_session
+            .get(&claims.session_id)
+            .copied()
+            .unwrap_or(0);
+        if users >= self.limits.max_connections_per_user
+            || sessions >= self.limits.max_connections_per_session
+        {
+            return Err(CloseReason::TooManyConnections);
+        }
+        count(&mut state.per_user, &claims.user_id, true);
+        count(&mut state.per_session, &claims.session_id, true);
         state.conns.insert(id, live);
         Ok(())
     }
@@ -494,6 +537,8 @@ impl Shared {
         let Some(live) = state.conns.remove(&id) else {
             return;
         };
+        count(&mut state.per_user, &live.user_id, false);
+        count(&mut state.per_session, &live.session_id, false);
         if let Some(room) = live.room {
             remove_member(&mut state, &room, id);
             broadcast(
@@ -697,124 +742,24 @@ async fn handshake(
         Some(acceptor) => Box::pin(acceptor.accept(tcp).await.map_err(HandshakeError::Tls)?),
         None => Box::pin(tcp),
     };
+    let (io, request_line) = RequestLineTap::new(io);
+    let io: BoxIo = Box::pin(io);
     let mut bearer = None;
     let callback = |request: &HttpRequest, response: Response| {
-        check_upgrade(shared, remote, refusal, request, response, &mut bearer)
+        let line = lock(&request_line).clone();
+        check_upgrade(
+            shared,
+            remote,
+            refusal,
+            &line,
+            request,
+            response,
+            &mut bearer,
+        )
     };
     let ws = tokio_tungstenite::accept_hdr_async_with_config(io, callback, Some(shared.ws_config))
         .await?;
     Ok((ws, bearer))
-}
-
-fn refuse(status: StatusCode, body: &str) -> ErrorResponse {
-    let mut response = ErrorResponse::new(Some(body.to_owned()));
-    *response.status_mut() = status;
-    response
-}
-
-/// The HTTP upgrade request checks (RFC 6455 §4.2.1 lets the server refuse with any
-/// HTTP status): admission, no credentials in the URL, Origin allow-list (RFC 6455
-/// §10.2), `Authorization: Bearer` (RFC 6750 §2.1).
-// tungstenite's callback signature fixes the error type (an HTTP response).
-#[allow(clippy::result_large_err)]
-fn check_upgrade(
-    shared: &Shared,
-    remote: SocketAddr,
-    refusal: Option<Refusal>,
-    request: &HttpRequest,
-    response: Response,
-    bearer: &mut Option<String>,
-) -> Result<Response, ErrorResponse> {
-    match refusal {
-        Some(Refusal::Total) => {
-            warn!(target: AUDIT_TARGET, event = "limit", remote = %remote, limit = "max_connections");
-            return Err(refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many connections",
-            ));
-        }
-        Some(Refusal::PerAddress) => {
-            warn!(target: AUDIT_TARGET, event = "limit", remote = %remote, limit = "max_connections_per_address");
-            return Err(refuse(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too many connections from this address",
-            ));
-        }
-        None => {}
-    }
-    if carries_credentials(request.uri()) {
-        warn!(target: AUDIT_TARGET, event = "handshake_refused", remote = %remote, reason = "token_in_url");
-        return Err(refuse(
-            StatusCode::BAD_REQUEST,
-            "credentials are not accepted in the URL",
-        ));
-    }
-    if let Some(origin) = request.headers().get(header::ORIGIN) {
-        let allowed = origin.to_str().is_ok_and(|o| {
-            shared
-                .allowed_origins
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(o))
-        });
-        if !allowed {
-            warn!(target: AUDIT_TARGET, event = "handshake_refused", remote = %remote, reason = "origin");
-            return Err(refuse(StatusCode::FORBIDDEN, "origin not allowed"));
-        }
-    }
-    if let Some(value) = request.headers().get(header::AUTHORIZATION) {
-        // RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token; the scheme is
-        // case-insensitive (RFC 9110 §11.1).
-        let token = value.to_str().ok().and_then(|v| {
-            let (scheme, rest) = v.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| rest.trim().to_owned())
-        });
-        match token {
-            Some(t) if !t.is_empty() => *bearer = Some(t),
-            _ => {
-                warn!(target: AUDIT_TARGET, event = "handshake_refused", remote = %remote, reason = "bad_authorization");
-                return Err(refuse(
-                    StatusCode::BAD_REQUEST,
-                    "Authorization must be a Bearer token",
-                ));
-            }
-        }
-    }
-    Ok(response)
-}
-
-/// Whether the request target carries what looks like a credential: a query parameter
-/// named like one, or a JWS compact serialization (`eyJ…` with a `.`) in the path or
-/// query. Tokens in URLs end up in access logs and proxies, so such upgrades are refused
-/// even though the token would never be read from there.
-fn carries_credentials(uri: &tokio_tungstenite::tungstenite::http::Uri) -> bool {
-    const NAMES: &[&str] = &[
-        "token",
-        "access_token",
-        "id_token",
-        "jwt",
-        "auth",
-        "authorization",
-        "bearer",
-    ];
-    let query = uri.query().unwrap_or_default();
-    let named = query.split('&').any(|pair| {
-        let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-        NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
-    });
-    named || looks_like_jws(uri.path()) || looks_like_jws(query)
-}
-
-/// Whether `s` holds a base64url run starting `eyJ` (a JSON object) that contains a `.`.
-fn looks_like_jws(s: &str) -> bool {
-    s.match_indices("eyJ").any(|(at, _)| {
-        s.get(at..).is_some_and(|rest| {
-            rest.split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-                .next()
-                .is_some_and(|run| run.contains('.'))
-        })
-    })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -843,18 +788,27 @@ async fn send(ws: &mut Ws, text: Utf8Bytes) -> bool {
     )
 }
 
-/// Reads the first message, which must be `auth`.
-async fn auth_message(ws: &mut Ws, limits: &DecodeLimits) -> Option<String> {
+/// Reads the first message, which must be `auth`: its token, or why the connection is
+/// refused (invalid UTF-8, in a text or a binary frame, is 1007 as RFC 6455 §8.1 says).
+async fn auth_message(ws: &mut Ws, limits: &DecodeLimits) -> Result<String, CloseReason> {
+    let missing = CloseReason::Auth(TokenError::Missing);
     loop {
-        let decoded = match ws.next().await? {
-            Ok(Message::Text(t)) => decode_client_message(t.as_bytes(), limits),
-            Ok(Message::Binary(b)) => decode_client_message(&b, limits),
-            Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => continue,
-            Ok(Message::Close(_)) | Err(_) => return None,
+        let decoded = match ws.next().await {
+            Some(Ok(Message::Text(t))) => decode_client_message(t.as_bytes(), limits),
+            Some(Ok(Message::Binary(b))) => {
+                if std::str::from_utf8(&b).is_err() {
+                    return Err(CloseReason::InvalidUtf8);
+                }
+                decode_client_message(&b, limits)
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Err(WsError::Utf8(_))) => return Err(CloseReason::InvalidUtf8),
+            Some(Err(WsError::Capacity(_))) => return Err(CloseReason::MessageTooBig),
+            None | Some(Ok(Message::Close(_)) | Err(_)) => return Err(missing),
         };
-        return match decoded.ok()?.message {
-            ClientMessage::Auth { token } => Some(token.0),
-            _ => None,
+        return match decoded.map_err(|_| missing)?.message {
+            ClientMessage::Auth { token } => Ok(token.0),
+            _ => Err(missing),
         };
     }
 }
@@ -880,10 +834,8 @@ async fn session<H: CallHandler>(
                 }
             };
             match first {
-                Ok(Some(t)) => (t, "message"),
-                Ok(None) => {
-                    return refuse_auth(ws, remote, CloseReason::Auth(TokenError::Missing)).await;
-                }
+                Ok(Ok(t)) => (t, "message"),
+                Ok(Err(reason)) => return refuse_auth(ws, remote, reason).await,
                 Err(_) => return refuse_auth(ws, remote, CloseReason::AuthTimeout).await,
             }
         }
@@ -1455,24 +1407,6 @@ mod tests {
         live.close(CloseReason::Revoked);
         live.close(CloseReason::SlowConsumer);
         assert_eq!(*reason.borrow(), Some(CloseReason::Revoked));
-    }
-
-    #[test]
-    fn credentials_in_the_url_are_recognised() {
-        let jws = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln";
-        for (target, carries) in [
-            ("/", false),
-            ("/?room=r1&author=bob&authenticated=1", false),
-            ("/calls/eyJfoo", false),
-            ("/?access_token=x", true),
-            ("/?room=r1&TOKEN", true),
-            ("/?Authorization=Bearer%20x", true),
-            (&format!("/?t={jws}") as &str, true),
-            (&format!("/calls/{jws}"), true),
-        ] {
-            let uri = target.parse().unwrap_or_else(|e| panic!("{target}: {e}"));
-            assert_eq!(carries_credentials(&uri), carries, "{target}");
-        }
     }
 
     #[test]
