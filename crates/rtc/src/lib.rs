@@ -280,7 +280,7 @@ impl Rtc {
                     let conn = Connection::server(
                         self.config.dtls.clone(),
                         &self.remote_fingerprints,
-                        from.to_string().as_bytes(),
+                        from,
                         &mut self.rng,
                     )
                     .map_err(Error::Dtls)?;
