@@ -359,7 +359,7 @@ fn summary(criterion_dir: &Path, group: &str, printed: &Printed) {
         format!("{unit}s/s")
     );
     if compared {
-        print!("{:>11}  {:<14}{}", "change", "verdict", "p");
+        print!("{:>11}  {:<14}p", "change", "verdict");
     }
     println!();
     for r in &rows {
