@@ -41,12 +41,12 @@ pub fn check() -> Result {
     let mut failures = Vec::new();
     println!("\ninstructions (callgrind Ir) against {BASELINE}, fail above +{TOLERANCE_PERCENT}%");
     println!(
-        "{:<34}{:>12}{:>12}{:>9}",
+        "{:<40}{:>12}{:>12}{:>9}",
         "case", "baseline", "now", "change"
     );
     for (case, &now) in &counts {
         let Some(&base) = baseline.get(case) else {
-            println!("{case:<34}{:>12}{now:>12}", "-");
+            println!("{case:<40}{:>12}{now:>12}", "-");
             failures.push(format!("{case}: not in the baseline"));
             continue;
         };
@@ -61,7 +61,7 @@ pub fn check() -> Result {
         } else {
             ""
         };
-        println!("{case:<34}{base:>12}{now:>12}{change:>+8.2}%{mark}");
+        println!("{case:<40}{base:>12}{now:>12}{change:>+8.2}%{mark}");
     }
     for case in baseline.keys().filter(|c| !counts.contains_key(*c)) {
         failures.push(format!("{case}: in the baseline but not measured"));
