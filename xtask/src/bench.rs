@@ -341,10 +341,11 @@ fn summary(criterion_dir: &Path, group: &str, printed: &Printed) {
     }
     let rank = |id: &str| ids.iter().position(|i| i == id);
     rows.sort_by(|a, b| (&a.param, rank(&a.id)).cmp(&(&b.param, rank(&b.id))));
-    let unit = if group.starts_with("dtls") {
-        "handshake"
-    } else {
+    // A DTLS row is a handshake or a HelloVerifyRequest answer; an SRTP row is a packet.
+    let unit = if group.starts_with("srtp") {
         "packet"
+    } else {
+        "op"
     };
     let compared = rows
         .iter()
