@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: the one entry point for CI, benchmarks, interop and fuzzing.
 //!
-//! - `ci`: rustfmt check, clippy (warnings denied), every test, a fuzz smoke run.
+//! - `ci`: rustfmt check, clippy (warnings denied), every test, the instruction-count gate, a
+//!   fuzz smoke run.
 //! - `test`: every test of the workspace (no lint, no fuzz).
 //! - `bench [srtp|dtls|sfu|signaling|all] [--save <label>] [--against <label>] [-- <criterion
 //!   args>]`: criterion benchmarks (HTML reports with plots), a table of medians, throughput
