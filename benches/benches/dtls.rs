@@ -155,5 +155,5 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! { name = benches; config = callsec_benches::criterion(); targets = bench }
 criterion_main!(benches);

@@ -1,12 +1,11 @@
 //! The SFU's forwarding cost per packet, against the crypto floor of the same work, in one
-//! run: `callsec-sfu` is the whole server path (`Sfu::handle_datagram`: demultiplex, find the
+//! run: `callsec` is the whole server path (`Sfu::handle_datagram`: demultiplex, find the
 //! participant by 5-tuple, unprotect, map header extensions, then per receiver copy, set the
 //! payload type, protect into its retransmission slot and hand to the output); `floor` is a
 //! bare unprotect plus N protects with `callsec-srtp` contexts over the same bytes.
 //! 1200-byte payloads, AEAD_AES_128_GCM and AES128_CM_HMAC_SHA1_80.
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use callsec_dtls::CipherSuite;
 use callsec_rtc::client::write_rtp;
@@ -47,7 +46,7 @@ fn forward(c: &mut Criterion) {
             let mut seq = 0u16;
             let mut out = CountOutput::default();
             let mut sender = call.clients.remove(0);
-            g.bench_function(BenchmarkId::new("callsec-sfu", &id), |b| {
+            g.bench_function(BenchmarkId::new("callsec", &id), |b| {
                 b.iter_batched_ref(
                     || {
                         seq = seq.wrapping_add(1);
@@ -108,12 +107,5 @@ fn forward(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(40)
-}
-
-criterion_group! { name = benches; config = config(); targets = forward }
+criterion_group! { name = benches; config = callsec_benches::criterion(); targets = forward }
 criterion_main!(benches);

@@ -280,13 +280,6 @@ fn unprotect(c: &mut Criterion) {
     g.finish();
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-        .sample_size(60)
-        .warm_up_time(std::time::Duration::from_millis(800))
-        .measurement_time(std::time::Duration::from_secs(2))
-}
-
 /// The SFU's per-packet path: unprotect what one sender sent, then protect a copy for each
 /// of `n` receivers with their own contexts (callsec only; no rival offers this as a unit).
 fn forward(c: &mut Criterion) {
@@ -320,5 +313,5 @@ fn forward(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group! { name = benches; config = config(); targets = protect, unprotect, forward }
+criterion_group! { name = benches; config = callsec_benches::criterion(); targets = protect, unprotect, forward }
 criterion_main!(benches);

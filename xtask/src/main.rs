@@ -1,11 +1,21 @@
 //! `cargo xtask <task>`: the one entry point for CI, benchmarks, interop and fuzzing.
 //!
-//! - `ci`: rustfmt check, clippy (warnings denied), every test, a fuzz smoke run.
+//! - `ci`: rustfmt check, clippy (warnings denied), every test, the instruction-count gate, a
+//!   fuzz smoke run.
 //! - `test`: every test of the workspace (no lint, no fuzz).
-//! - `bench [srtp|dtls|sfu|signaling|all]`: criterion benchmarks and a table of medians.
+//! - `bench [srtp|dtls|sfu|signaling|all] [--save <label>] [--against <label>] [-- <criterion
+//!   args>]`: criterion benchmarks (HTML reports with plots), a table of medians, throughput
+//!   and, against a saved baseline, the change and criterion's verdict per row.
+//! - `profile srtp|dtls|sfu [--seconds N] [-- <filter>]`: pprof flamegraphs (SVG) of the hot
+//!   benchmarks.
+//! - `instructions`: callgrind instruction counts against `benches/instructions.baseline`
+//!   (also a step of `ci`); `bench-baseline` rewrites that file.
 //! - `interop`: the tests that drive real peers (libsrtp2, webrtc-*, OpenSSL, Chromium).
 //! - `fuzz [seconds]`: every cargo-fuzz target for `seconds` (default 20) each.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod bench;
+mod instructions;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -18,12 +28,37 @@ fn main() -> ExitCode {
     let result = match task {
         "ci" => ci(),
         "test" => test(),
-        "bench" => bench(rest.first().map(String::as_str).unwrap_or("srtp")),
+        "bench" => {
+            // `bench [name] [options]`: the name defaults to srtp.
+            let (which, opts) = match rest.first() {
+                Some(w) if !w.starts_with('-') => (w.as_str(), &rest[1..]),
+                _ => ("srtp", rest),
+            };
+            match which {
+                "signaling" => signaling_load(),
+                _ => bench::BenchArgs::parse(opts)
+                    .and_then(|a| bench::bench(which, &a))
+                    .and_then(|()| match which {
+                        "sfu" => sfu_load(),
+                        "all" => sfu_load().and_then(|()| signaling_load()),
+                        _ => Ok(()),
+                    }),
+            }
+        }
+        "profile" => match rest.first() {
+            Some(which) => bench::profile(which, &rest[1..]),
+            None => Err("profile what? srtp|dtls|sfu".into()),
+        },
+        "instructions" => instructions::check(),
+        "bench-baseline" => instructions::rewrite(),
         "interop" => interop(),
         "fuzz" => fuzz(rest.first().and_then(|s| s.parse().ok()).unwrap_or(20)),
         _ => {
             eprintln!(
-                "usage: cargo xtask <ci | test | bench [srtp|dtls|sfu|signaling|all] | interop | fuzz [seconds]>"
+                "usage: cargo xtask <ci | test | interop | fuzz [seconds]\n\
+                 \x20 | bench [srtp|dtls|sfu|signaling|all] [--save <label>] [--against <label>] [-- <criterion args>]\n\
+                 \x20 | profile srtp|dtls|sfu [--seconds N] [-- <filter>]\n\
+                 \x20 | instructions | bench-baseline>"
             );
             Err("unknown task".into())
         }
@@ -44,6 +79,20 @@ fn root() -> PathBuf {
         .parent()
         .unwrap()
         .to_path_buf()
+}
+
+/// Where cargo builds (honours `CARGO_TARGET_DIR` and cargo's configuration).
+fn target_dir() -> std::result::Result<PathBuf, String> {
+    let out = cargo()
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .map_err(|e| format!("cargo metadata: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata: {e}"))?;
+    v["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or_else(|| "cargo metadata: no target_directory".into())
 }
 
 fn cargo() -> Command {
@@ -79,6 +128,7 @@ fn ci() -> Result {
     ]);
     run("clippy", clippy)?;
     test()?;
+    instructions::check()?;
     fuzz(15)
 }
 
@@ -101,25 +151,18 @@ fn interop() -> Result {
     run("interop tests (peers and headless Chromium)", t)
 }
 
-fn bench(which: &str) -> Result {
-    let benches: &[&str] = match which {
-        "srtp" => &["srtp"],
-        "dtls" => &["dtls"],
-        "sfu" => &["sfu"],
-        "signaling" => return signaling_load(),
-        "all" => &["srtp", "dtls", "sfu"],
-        other => return Err(format!("unknown benchmark {other}")),
-    };
-    for b in benches {
-        let mut c = cargo();
-        c.args(["bench", "-p", "callsec-benches", "--bench", b]);
-        run(&format!("criterion bench {b}"), c)?;
-        summary(b)?;
-    }
-    if which == "all" {
-        signaling_load()?;
-    }
-    Ok(())
+/// The calls server on loopback under synthetic load (bounded: three short steps).
+fn sfu_load() -> Result {
+    let mut c = cargo();
+    c.args([
+        "run",
+        "--release",
+        "-p",
+        "callsec-server",
+        "--example",
+        "sfu_load",
+    ]);
+    run("sfu load test (loopback)", c)
 }
 
 fn signaling_load() -> Result {
@@ -133,78 +176,6 @@ fn signaling_load() -> Result {
         "loadtest",
     ]);
     run("signaling load test", c)
-}
-
-/// Prints the median of every criterion result under the bench's groups, one row per
-/// (group, parameter), one column per function id.
-fn summary(bench: &str) -> Result {
-    let groups: &[&str] = match bench {
-        "srtp" => &["srtp-protect", "srtp-unprotect", "srtp-forward"],
-        "dtls" => &["dtls-handshake"],
-        "sfu" => &["sfu-forward"],
-        _ => &[],
-    };
-    let base = root().join("target/criterion");
-    for group in groups {
-        let dir = base.join(group);
-        let Ok(functions) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        let mut ids: Vec<String> = functions
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir() && e.file_name() != "report")
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        ids.sort_by_key(|id| (id != "callsec", id == "floor", id.clone()));
-        let mut params: Vec<String> = Vec::new();
-        for id in &ids {
-            for e in std::fs::read_dir(dir.join(id))
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if e.path().join("new/estimates.json").exists() && !params.contains(&name) {
-                    params.push(name);
-                }
-            }
-        }
-        params.sort();
-        println!("\n{group} (median ns per operation)");
-        print!("{:<32}", "parameter");
-        for id in &ids {
-            print!("{id:>14}");
-        }
-        println!();
-        for p in &params {
-            print!("{p:<32}");
-            for id in &ids {
-                match median_ns(&dir.join(id).join(p).join("new/estimates.json")) {
-                    Some(ns) => print!("{ns:>14.1}"),
-                    None => print!("{:>14}", "-"),
-                }
-            }
-            println!();
-        }
-        let ours = ids.iter().find(|i| i.starts_with("callsec"));
-        if let (Some(ours), true) = (ours, ids.iter().any(|i| i == "floor")) {
-            println!("{ours} / floor:");
-            for p in &params {
-                let c = median_ns(&dir.join(ours).join(p).join("new/estimates.json"));
-                let f = median_ns(&dir.join("floor").join(p).join("new/estimates.json"));
-                if let (Some(c), Some(f)) = (c, f) {
-                    println!("  {p:<30} {:.2}x", c / f);
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn median_ns(path: &Path) -> Option<f64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["median"]["point_estimate"].as_f64()
 }
 
 /// Builds and runs every cargo-fuzz target for `seconds` each. cargo-fuzz needs nightly
