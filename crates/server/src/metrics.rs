@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use callsec_ice::PacketKind;
+use callsec_ice::{PacketKind, classify, is_rtcp};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 /// `kind` and `direction` of a packet counter.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PacketLabels {
-    /// stun, dtls, rtp (RTP and RTCP share the first-byte range), other.
+    /// stun, dtls, rtp, rtcp, other (RFC 7983 first byte; RFC 5761 for RTCP).
     pub kind: &'static str,
     /// in or out.
     pub direction: &'static str,
@@ -50,6 +50,7 @@ pub struct Metrics {
     keyframe_requests: Counter,
     nacks_answered: Counter,
     nacks_forwarded: Counter,
+    send_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -153,6 +154,11 @@ impl Metrics {
             "nacks_forwarded",
             "NACKs passed to publishers for packets not cached",
         );
+        let send_errors = counter(
+            &mut registry,
+            "udp_send_errors",
+            "Datagrams the socket refused (send buffer full): dropped by the server",
+        );
         Self {
             registry: Arc::new(Mutex::new(registry)),
             packets,
@@ -171,6 +177,7 @@ impl Metrics {
             keyframe_requests,
             nacks_answered,
             nacks_forwarded,
+            send_errors,
         }
     }
 
@@ -191,7 +198,7 @@ impl Metrics {
                 self.bytes.get_or_create(&l).clone(),
             )
         };
-        let kinds = ["stun", "dtls", "rtp", "other"];
+        let kinds = ["stun", "dtls", "rtp", "rtcp", "other"];
         let label = WorkerLabel { worker: index };
         WorkerMetrics {
             inbound: kinds.map(|k| pair(k, "in")),
@@ -210,6 +217,7 @@ impl Metrics {
             keyframe_requests: self.keyframe_requests.clone(),
             nacks_answered: self.nacks_answered.clone(),
             nacks_forwarded: self.nacks_forwarded.clone(),
+            send_errors: self.send_errors.clone(),
             samples: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -218,8 +226,8 @@ impl Metrics {
 /// One worker's handles: atomics only.
 #[derive(Clone)]
 pub struct WorkerMetrics {
-    inbound: [(Counter, Counter); 4],
-    outbound: [(Counter, Counter); 4],
+    inbound: [(Counter, Counter); 5],
+    outbound: [(Counter, Counter); 5],
     /// Participants on this worker.
     pub participants: Gauge,
     /// Rooms on this worker.
@@ -247,31 +255,34 @@ pub struct WorkerMetrics {
     pub nacks_answered: Counter,
     /// NACKs forwarded to publishers.
     pub nacks_forwarded: Counter,
+    /// Sends the socket refused.
+    pub send_errors: Counter,
     samples: Arc<AtomicU64>,
 }
 
-fn slot(kind: PacketKind) -> usize {
-    match kind {
+fn slot(datagram: &[u8]) -> usize {
+    match classify(datagram) {
         PacketKind::Stun => 0,
         PacketKind::Dtls => 1,
+        PacketKind::Rtp if is_rtcp(datagram) => 3,
         PacketKind::Rtp => 2,
-        PacketKind::Other => 3,
+        PacketKind::Other => 4,
     }
 }
 
 impl WorkerMetrics {
     /// Counts an inbound datagram.
-    pub fn count_in(&self, kind: PacketKind, len: usize) {
-        let (p, b) = &self.inbound[slot(kind)];
+    pub fn count_in(&self, datagram: &[u8]) {
+        let (p, b) = &self.inbound[slot(datagram)];
         p.inc();
-        b.inc_by(len as u64);
+        b.inc_by(datagram.len() as u64);
     }
 
     /// Counts an outbound datagram.
-    pub fn count_out(&self, kind: PacketKind, len: usize) {
-        let (p, b) = &self.outbound[slot(kind)];
+    pub fn count_out(&self, datagram: &[u8]) {
+        let (p, b) = &self.outbound[slot(datagram)];
         p.inc();
-        b.inc_by(len as u64);
+        b.inc_by(datagram.len() as u64);
     }
 
     /// Records one forwarding latency in 16 (the histogram takes a per-worker lock).

@@ -651,7 +651,7 @@ impl Sfu {
         out: &mut impl Output,
     ) {
         let kind = classify(buf);
-        self.metrics.count_in(kind, buf.len());
+        self.metrics.count_in(buf);
         // 5-tuple first; a STUN request may name its participant by ufrag.
         let conn = match self.by_addr.get(&from) {
             Some(c) => *c,
@@ -704,8 +704,6 @@ impl Sfu {
             return;
         };
         while let Some(t) = p.rtc.poll_transmit() {
-            self.metrics
-                .count_out(classify(&t.payload), t.payload.len());
             out.send(t.destination, &t.payload);
         }
         let mut closed = None;
@@ -802,7 +800,6 @@ impl Sfu {
                 Ok(n) => {
                     out.send(dest, &buf[..n]);
                     sent += 1;
-                    self.metrics.count_out(PacketKind::Rtp, n);
                     if let (Some(cache), Kind::Video) = (&mut rx.rtx, fwd.kind) {
                         cache.slots[RtxCache::index(ssrc, seq)].len = n as u16;
                     }

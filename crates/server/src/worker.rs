@@ -91,12 +91,12 @@ impl Worker {
         let thread = std::thread::Builder::new()
             .name(format!("callsec-worker-{index}"))
             .spawn(move || {
-                let sfu = Sfu::new(config, candidate, metrics, seed);
+                let sfu = Sfu::new(config, candidate, metrics.clone(), seed);
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build();
                 match rt {
-                    Ok(rt) => rt.block_on(run(socket, sfu, rx, signals)),
+                    Ok(rt) => rt.block_on(run(socket, sfu, rx, signals, metrics)),
                     Err(e) => tracing::error!(error = %e, "worker runtime"),
                 }
             })?;
@@ -135,6 +135,7 @@ impl Drop for Worker {
 struct SocketOutput<'a> {
     socket: &'a tokio::net::UdpSocket,
     state: &'a UdpSocketState,
+    metrics: &'a WorkerMetrics,
 }
 
 impl Output for SocketOutput<'_> {
@@ -146,8 +147,11 @@ impl Output for SocketOutput<'_> {
             segment_size: None,
             src_ip: None,
         };
+        self.metrics.count_out(data);
         // A full send buffer drops the datagram, as the network would.
-        let _ = self.state.try_send(self.socket.into(), &t);
+        if self.state.try_send(self.socket.into(), &t).is_err() {
+            self.metrics.send_errors.inc();
+        }
     }
 }
 
@@ -156,6 +160,7 @@ async fn run(
     mut sfu: Sfu,
     mut commands: mpsc::UnboundedReceiver<Command>,
     signals: mpsc::UnboundedSender<Signal>,
+    metrics: WorkerMetrics,
 ) {
     let socket = match tokio::net::UdpSocket::from_std(socket) {
         Ok(s) => s,
@@ -198,7 +203,7 @@ async fn run(
                         Err(_) => break,
                     };
                     let now = Instant::now();
-                    let mut out = SocketOutput { socket: &socket, state: &state };
+                    let mut out = SocketOutput { socket: &socket, state: &state, metrics: &metrics };
                     for (meta, buf) in metas.iter().zip(storage.chunks_mut(RECV_BUF)).take(n) {
                         let stride = meta.stride.max(1);
                         for datagram in buf[..meta.len].chunks_mut(stride) {
@@ -209,7 +214,7 @@ async fn run(
             }
             command = commands.recv() => {
                 let now = Instant::now();
-                let mut out = SocketOutput { socket: &socket, state: &state };
+                let mut out = SocketOutput { socket: &socket, state: &state, metrics: &metrics };
                 match command {
                     Some(Command::Join { conn, room, reply }) => {
                         let _ = reply.send(sfu.join(now, conn, &room));
@@ -228,7 +233,7 @@ async fn run(
                 }
             }
             () = tokio::time::sleep_until(deadline.into()) => {
-                let mut out = SocketOutput { socket: &socket, state: &state };
+                let mut out = SocketOutput { socket: &socket, state: &state, metrics: &metrics };
                 sfu.handle_timeout(Instant::now(), &mut out);
             }
         }
