@@ -12,7 +12,7 @@ use futures_util::{FutureExt as _, SinkExt as _, StreamExt as _};
 use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::WebSocketStream;
@@ -23,8 +23,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tracing::{debug, info, warn};
 
+mod outbox;
 mod upgrade;
 
+use self::outbox::{EventKey, Outbox, Slot};
 use self::upgrade::{RequestLineTap, check_upgrade};
 use crate::audit::AUDIT_TARGET;
 use crate::close::CloseReason;
@@ -85,7 +87,8 @@ pub enum SendError {
     /// No authenticated connection has this id (any more).
     #[error("connection not found")]
     NotConnected,
-    /// The connection's outbound queue is full; it is being closed (1013).
+    /// The connection stopped reading (its outbound queue stood full past
+    /// `slow_consumer_grace`, or reached its hard bound); it is being closed (1013).
     #[error("connection outbound queue full")]
     QueueFull,
 }
@@ -233,7 +236,7 @@ impl Server {
             let hit = match kind {
                 RevocationKind::Session => live.session_id == id,
                 // Every live socket of the user predates the revocation.
-                RevocationKind::User => live.user_id == id,
+                RevocationKind::User => &*live.user_id == id,
             };
             if hit {
                 live.close(CloseReason::Revoked);
@@ -266,7 +269,10 @@ impl Server {
     /// Participants in `room` now.
     #[must_use]
     pub fn room_size(&self, room: &str) -> usize {
-        lock(&self.shared.state).rooms.get(room).map_or(0, Vec::len)
+        lock(&self.shared.state)
+            .rooms
+            .get(room)
+            .map_or(0, |r| r.members.len())
     }
 
     /// Stops accepting, closes every connection with 1001 and waits (up to two seconds)
@@ -302,6 +308,14 @@ fn check_limits(l: &Limits) -> Result<(), StartError> {
         (
             l.max_connections_per_session == 0,
             "max_connections_per_session",
+        ),
+        (
+            l.room_event_burst_per_user == 0,
+            "room_event_burst_per_user",
+        ),
+        (
+            l.room_event_burst_per_room == 0,
+            "room_event_burst_per_room",
         ),
     ];
     match checks.iter().find(|(bad, _)| *bad) {
@@ -345,10 +359,40 @@ struct State {
     /// Admitted connections per [`address_key`].
     per_address: HashMap<IpAddr, usize>,
     conns: HashMap<ConnectionId, Live>,
-    /// Authenticated connections per user id and per session id.
-    per_user: HashMap<String, usize>,
+    /// Authenticated connections and room-event budget per user id.
+    per_user: HashMap<String, User>,
+    /// Authenticated connections per session id.
     per_session: HashMap<String, usize>,
-    rooms: HashMap<String, Vec<ConnectionId>>,
+    rooms: HashMap<String, Room>,
+}
+
+/// A user with at least one authenticated connection.
+struct User {
+    connections: usize,
+    /// Room events (joins, mute/unmute, screen share) of all the user's connections.
+    events: TokenBucket,
+}
+
+/// A room with at least one member.
+struct Room {
+    members: Vec<ConnectionId>,
+    /// Room events of all members together.
+    events: TokenBucket,
+}
+
+/// Which room-event budget ran out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EventLimit {
+    /// The sender's own: counts as a rate violation of the connection.
+    User,
+    /// The room's, shared by all members.
+    Room,
+}
+
+/// Why a join was refused before the calls server heard of it.
+enum JoinRefusal {
+    Full,
+    Rate(EventLimit),
 }
 
 /// Counts `key` up or down by one, forgetting keys that reach zero; returns the new count.
@@ -373,11 +417,11 @@ fn count(map: &mut HashMap<String, usize>, key: &str, up: bool) -> usize {
 
 /// What the registry knows about an authenticated connection.
 struct Live {
-    user_id: String,
+    user_id: Arc<str>,
     session_id: String,
     room: Option<String>,
     /// Server-initiated messages, already encoded (a broadcast encodes once for all).
-    outbound: mpsc::Sender<Utf8Bytes>,
+    outbox: Arc<Outbox>,
     kill: watch::Sender<Option<CloseReason>>,
 }
 
@@ -406,15 +450,15 @@ impl Live {
     }
 }
 
-/// Queues `text` for `live`; a full queue marks it a slow consumer to be closed.
-fn deliver(live: &Live, text: Utf8Bytes) -> bool {
-    match live.outbound.try_send(text) {
+/// Queues `text` for `live`; a reader that stopped reading is marked a slow consumer to
+/// be closed (see [`outbox`]).
+fn deliver(live: &Live, key: Option<EventKey>, text: Utf8Bytes) -> bool {
+    match live.outbox.push(key, text, Instant::now()) {
         Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(_)) => {
+        Err(outbox::Overflow::Slow) => {
             live.close(CloseReason::SlowConsumer);
             false
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
     }
 }
 
@@ -491,7 +535,10 @@ impl Shared {
         }
         // One insider must not multiply their share of every room by opening many
         // connections: bounded per user and per session.
-        let users = state.per_user.get(&claims.user_id).copied().unwrap_or(0);
+        let users = state
+            .per_user
+            .get(&claims.user_id)
+            .map_or(0, |u| u.connections);
         let sessions = state
             .per_session
             .get(&claims.session_id)
@@ -502,7 +549,19 @@ impl Shared {
         {
             return Err(CloseReason::TooManyConnections);
         }
-        count(&mut state.per_user, &claims.user_id, true);
+        let limits = &self.limits;
+        state
+            .per_user
+            .entry(claims.user_id.clone())
+            .or_insert_with(|| User {
+                connections: 0,
+                events: TokenBucket::new(
+                    limits.room_events_per_second_per_user,
+                    limits.room_event_burst_per_user,
+                    Instant::now(),
+                ),
+            })
+            .connections += 1;
         count(&mut state.per_session, &claims.session_id, true);
         state.conns.insert(id, live);
         Ok(())
@@ -526,9 +585,13 @@ impl Shared {
             .conns
             .get(&connection)
             .ok_or(SendError::NotConnected)?;
-        deliver(live, ServerEnvelope::new(None, message).encode().into())
-            .then_some(())
-            .ok_or(SendError::QueueFull)
+        deliver(
+            live,
+            None,
+            ServerEnvelope::new(None, message).encode().into(),
+        )
+        .then_some(())
+        .ok_or(SendError::QueueFull)
     }
 
     /// Removes the connection and its room membership; tells the room.
@@ -537,7 +600,12 @@ impl Shared {
         let Some(live) = state.conns.remove(&id) else {
             return;
         };
-        count(&mut state.per_user, &live.user_id, false);
+        if let Some(user) = state.per_user.get_mut(&*live.user_id) {
+            user.connections = user.connections.saturating_sub(1);
+            if user.connections == 0 {
+                state.per_user.remove(&*live.user_id);
+            }
+        }
         count(&mut state.per_session, &live.session_id, false);
         if let Some(room) = live.room {
             remove_member(&mut state, &room, id);
@@ -545,26 +613,53 @@ impl Shared {
                 &state,
                 &room,
                 id,
+                Slot::Membership,
+                &live.user_id,
                 &ServerMessage::ParticipantLeft {
                     room: room.clone(),
-                    user_id: live.user_id,
+                    user_id: live.user_id.to_string(),
                 },
             );
         }
     }
 
-    /// Takes a place in `room` if it has one free.
-    fn reserve_room(&self, id: ConnectionId, room: &str) -> bool {
+    /// Takes a place in `room` if it has one free and the user and the room have a room
+    /// event left (a join is one).
+    fn reserve_room(&self, id: ConnectionId, user_id: &str, room: &str) -> Result<(), JoinRefusal> {
+        let now = Instant::now();
         let mut state = lock(&self.state);
-        let members = state.rooms.entry(room.to_owned()).or_default();
-        if members.len() >= self.limits.max_participants_per_room {
-            return false;
+        let State {
+            rooms, per_user, ..
+        } = &mut *state;
+        if let Some(r) = rooms.get(room)
+            && r.members.len() >= self.limits.max_participants_per_room
+        {
+            return Err(JoinRefusal::Full);
         }
-        members.push(id);
+        let r = rooms.entry(room.to_owned()).or_insert_with(|| Room {
+            members: Vec::new(),
+            events: room_bucket(&self.limits, now),
+        });
+        take_event(per_user.get_mut(user_id), r, now).map_err(JoinRefusal::Rate)?;
+        r.members.push(id);
         if let Some(live) = state.conns.get_mut(&id) {
             live.room = Some(room.to_owned());
         }
-        true
+        Ok(())
+    }
+
+    /// Takes one room event (mute/unmute, screen share) from the user's and the room's
+    /// budgets, or neither.
+    fn take_room_event(&self, user_id: &str, room: &str) -> Result<(), EventLimit> {
+        let now = Instant::now();
+        let mut state = lock(&self.state);
+        let State {
+            rooms, per_user, ..
+        } = &mut *state;
+        match rooms.get_mut(room) {
+            Some(r) => take_event(per_user.get_mut(user_id), r, now),
+            None => Ok(()),
+        }
     }
 
     /// Gives the place back (join refused, or leave).
@@ -577,48 +672,100 @@ impl Shared {
     }
 
     /// Announces `id` to the room and lists the others.
-    fn announce_join(&self, id: ConnectionId, room: &str, user_id: &str) -> Vec<String> {
+    fn announce_join(&self, id: ConnectionId, room: &str, user_id: &Arc<str>) -> Vec<String> {
         let state = lock(&self.state);
         broadcast(
             &state,
             room,
             id,
+            Slot::Membership,
+            user_id,
             &ServerMessage::ParticipantJoined {
                 room: room.to_owned(),
-                user_id: user_id.to_owned(),
+                user_id: user_id.to_string(),
             },
         );
-        state.rooms.get(room).map_or_else(Vec::new, |members| {
-            members
+        state.rooms.get(room).map_or_else(Vec::new, |r| {
+            r.members
                 .iter()
                 .filter(|&&m| m != id)
-                .filter_map(|m| state.conns.get(m).map(|l| l.user_id.clone()))
+                .filter_map(|m| state.conns.get(m).map(|l| l.user_id.to_string()))
                 .collect()
         })
     }
 
-    fn broadcast(&self, room: &str, from: ConnectionId, message: &ServerMessage) {
-        broadcast(&lock(&self.state), room, from, message);
+    /// Tells the room (but `from`) that `user_id` changed `slot`.
+    fn broadcast(
+        &self,
+        room: &str,
+        from: ConnectionId,
+        slot: Slot,
+        user_id: &Arc<str>,
+        message: &ServerMessage,
+    ) {
+        broadcast(&lock(&self.state), room, from, slot, user_id, message);
     }
 }
 
+/// A room's event budget: at least `max_participants_per_room` in a burst, so that a
+/// full room can join at once.
+fn room_bucket(limits: &Limits, now: Instant) -> TokenBucket {
+    let floor = u32::try_from(limits.max_participants_per_room).unwrap_or(u32::MAX);
+    TokenBucket::new(
+        limits.room_events_per_second_per_room,
+        limits.room_event_burst_per_room.max(floor),
+        now,
+    )
+}
+
+/// Takes one event from the user's budget (when it has one: it always has while the
+/// user is connected) and the room's, or from neither.
+fn take_event(user: Option<&mut User>, room: &mut Room, now: Instant) -> Result<(), EventLimit> {
+    let mut user = user.map(|u| &mut u.events);
+    if let Some(bucket) = user.as_deref_mut()
+        && !bucket.has_token(now)
+    {
+        return Err(EventLimit::User);
+    }
+    if !room.events.try_take(now) {
+        return Err(EventLimit::Room);
+    }
+    if let Some(bucket) = user {
+        bucket.try_take(now);
+    }
+    Ok(())
+}
+
 fn remove_member(state: &mut State, room: &str, id: ConnectionId) {
-    if let Some(members) = state.rooms.get_mut(room) {
-        members.retain(|&m| m != id);
-        if members.is_empty() {
+    if let Some(r) = state.rooms.get_mut(room) {
+        r.members.retain(|&m| m != id);
+        if r.members.is_empty() {
             state.rooms.remove(room);
         }
     }
 }
 
-fn broadcast(state: &State, room: &str, from: ConnectionId, message: &ServerMessage) {
-    let Some(members) = state.rooms.get(room) else {
+/// Queues `message` (about `user_id`'s `slot`) for every member of `room` but `from`,
+/// encoded once.
+fn broadcast(
+    state: &State,
+    room: &str,
+    from: ConnectionId,
+    slot: Slot,
+    user_id: &Arc<str>,
+    message: &ServerMessage,
+) {
+    let Some(r) = state.rooms.get(room) else {
         return;
     };
     let text = Utf8Bytes::from(ServerEnvelope::new(None, message.clone()).encode());
-    for member in members.iter().filter(|&&m| m != from) {
+    for member in r.members.iter().filter(|&&m| m != from) {
         if let Some(live) = state.conns.get(member) {
-            deliver(live, text.clone());
+            let key = EventKey {
+                user: Arc::clone(user_id),
+                slot,
+            };
+            deliver(live, Some(key), text.clone());
         }
     }
 }
@@ -846,13 +993,17 @@ async fn session<H: CallHandler>(
     };
     drop(token);
     let id = ConnectionId(shared.next_id.fetch_add(1, Ordering::Relaxed));
-    let (outbound, outbound_rx) = mpsc::channel(limits.outbound_queue);
+    let outbox = Arc::new(Outbox::new(
+        limits.outbound_queue,
+        limits.slow_consumer_grace,
+    ));
     let (kill, kill_rx) = watch::channel(None);
+    let user: Arc<str> = claims.user_id.as_str().into();
     let live = Live {
-        user_id: claims.user_id.clone(),
+        user_id: Arc::clone(&user),
         session_id: claims.session_id.clone(),
         room: None,
-        outbound,
+        outbox: Arc::clone(&outbox),
         kill,
     };
     match shared.register(id, &claims, live) {
@@ -887,6 +1038,8 @@ async fn session<H: CallHandler>(
         protocol_errors: 0,
         token_end: Box::pin(sleep_until(token_deadline(&shared, &claims))),
         claims,
+        user,
+        outbox,
         kill: kill_rx,
         shared: Arc::clone(&shared),
     };
@@ -899,7 +1052,7 @@ async fn session<H: CallHandler>(
         },
     );
     let reason = if send(&mut ws, welcome.encode().into()).await {
-        conn.run(&mut ws, &*handler, outbound_rx).await
+        conn.run(&mut ws, &*handler).await
     } else {
         CloseReason::PeerClosed
     };
@@ -974,6 +1127,9 @@ async fn refuse_auth(mut ws: Ws, remote: SocketAddr, reason: CloseReason) {
 struct Connection {
     peer: Peer,
     claims: Claims,
+    /// `peer.user_id`, shared with the registry and the events about this user.
+    user: Arc<str>,
+    outbox: Arc<Outbox>,
     bucket: TokenBucket,
     rate_violations: u32,
     last_violation: Instant,
@@ -993,16 +1149,12 @@ enum Step {
 }
 
 impl Connection {
-    async fn run<H: CallHandler>(
-        &mut self,
-        ws: &mut Ws,
-        handler: &H,
-        mut outbound: mpsc::Receiver<Utf8Bytes>,
-    ) -> CloseReason {
+    async fn run<H: CallHandler>(&mut self, ws: &mut Ws, handler: &H) -> CloseReason {
         let limits = self.shared.limits.clone();
         let session_end = sleep_until(after(limits.max_session_length));
         let idle = sleep_until(after(limits.idle_timeout));
         tokio::pin!(session_end, idle);
+        let outbox = Arc::clone(&self.outbox);
         loop {
             let step = tokio::select! {
                 biased;
@@ -1010,7 +1162,7 @@ impl Connection {
                 () = &mut session_end => Step::Close(CloseReason::SessionExpired),
                 () = &mut idle => Step::Close(CloseReason::IdleTimeout),
                 () = &mut self.token_end => Step::Close(CloseReason::Auth(TokenError::Expired)),
-                Some(text) = outbound.recv() => Step::Queued(text),
+                text = outbox.next() => Step::Queued(text),
                 incoming = ws.next() => {
                     match incoming {
                         None => Step::Close(CloseReason::PeerClosed),
@@ -1043,7 +1195,10 @@ impl Connection {
             };
             // A peer that stops reading must not delay a revocation.
             tokio::select! {
-                sent = send(ws, text) => if !sent {
+                sent = send(ws, text) => if sent {
+                    // Any write that completes shows the peer is reading.
+                    self.outbox.written(Instant::now());
+                } else {
                     return CloseReason::SlowConsumer;
                 },
                 reason = killed(&mut self.kill) => return reason,
@@ -1074,6 +1229,21 @@ impl Connection {
             ErrorCode::RateLimited,
             "too many messages; dropped",
         ))
+    }
+
+    /// A room event over the user's or the room's budget: dropped and answered. Only the
+    /// user's own budget counts towards closing the connection; the room's is shared,
+    /// and others spending it is not this connection's fault.
+    fn event_limited(&mut self, id: Option<u64>, limit: EventLimit) -> Step {
+        let step = match limit {
+            EventLimit::User => self.rate_limited(),
+            EventLimit::Room => Step::Reply(ServerEnvelope::error(
+                None,
+                ErrorCode::RateLimited,
+                "too many room events",
+            )),
+        };
+        step.with_id(id)
     }
 
     fn protocol_error(&mut self, reply: ServerEnvelope) -> Step {
@@ -1130,25 +1300,39 @@ impl Connection {
             ));
         };
         let event = match &request {
-            Request::Mute { track, muted } => Some(ServerMessage::ParticipantMuted {
-                room: room.clone(),
-                user_id: self.peer.user_id.clone(),
-                track: *track,
-                muted: *muted,
-            }),
-            Request::ScreenShare { on } => Some(ServerMessage::ParticipantScreenShare {
-                room: room.clone(),
-                user_id: self.peer.user_id.clone(),
-                on: *on,
-            }),
+            Request::Mute { track, muted } => Some((
+                Slot::Track(*track),
+                ServerMessage::ParticipantMuted {
+                    room: room.clone(),
+                    user_id: self.peer.user_id.clone(),
+                    track: *track,
+                    muted: *muted,
+                },
+            )),
+            Request::ScreenShare { on } => Some((
+                Slot::ScreenShare,
+                ServerMessage::ParticipantScreenShare {
+                    room: room.clone(),
+                    user_id: self.peer.user_id.clone(),
+                    on: *on,
+                },
+            )),
             _ => None,
         };
+        // Room events are limited per user and per room too, not only per connection:
+        // more connections must not buy a bigger share of every member's queue.
+        if event.is_some()
+            && let Err(limit) = self.shared.take_room_event(&self.peer.user_id, room)
+        {
+            return self.event_limited(id, limit);
+        }
         match self.ask(handler, request).await {
             Err(step) => step.with_id(id),
             Ok(Reply::Accept) => {
                 // The handler cannot change the room; it is the one the event names.
-                if let (Some(event), Some(room)) = (event, &self.peer.room) {
-                    self.shared.broadcast(room, self.peer.connection, &event);
+                if let (Some((slot, event)), Some(room)) = (event, &self.peer.room) {
+                    self.shared
+                        .broadcast(room, self.peer.connection, slot, &self.user, &event);
                 }
                 if id.is_some() {
                     Step::Reply(ServerEnvelope::new(id, ServerMessage::Ack))
@@ -1247,16 +1431,23 @@ impl Connection {
             );
             return Step::Close(CloseReason::WrongRoom);
         }
-        if !self.shared.reserve_room(self.peer.connection, &room) {
-            warn!(
-                target: AUDIT_TARGET, event = "limit", remote = %self.peer.remote,
-                user = %self.peer.user_id, limit = "max_participants_per_room"
-            );
-            return Step::Reply(ServerEnvelope::error(
-                id,
-                ErrorCode::RoomFull,
-                "room is full",
-            ));
+        match self
+            .shared
+            .reserve_room(self.peer.connection, &self.peer.user_id, &room)
+        {
+            Ok(()) => {}
+            Err(JoinRefusal::Full) => {
+                warn!(
+                    target: AUDIT_TARGET, event = "limit", remote = %self.peer.remote,
+                    user = %self.peer.user_id, limit = "max_participants_per_room"
+                );
+                return Step::Reply(ServerEnvelope::error(
+                    id,
+                    ErrorCode::RoomFull,
+                    "room is full",
+                ));
+            }
+            Err(JoinRefusal::Rate(limit)) => return self.event_limited(id, limit),
         }
         self.peer.room = Some(room.clone());
         let reply = match self
@@ -1278,9 +1469,9 @@ impl Connection {
             target: AUDIT_TARGET, event = "join", remote = %self.peer.remote,
             user = %self.peer.user_id, session = %self.peer.session_id, room = %room
         );
-        let participants =
-            self.shared
-                .announce_join(self.peer.connection, &room, &self.peer.user_id);
+        let participants = self
+            .shared
+            .announce_join(self.peer.connection, &room, &self.user);
         // An SDP with the acceptance follows `joined` (which is sent first, as this step)
         // as a server-initiated message.
         let sdp = match reply {
@@ -1314,6 +1505,8 @@ impl Connection {
         self.shared.broadcast(
             &room,
             self.peer.connection,
+            Slot::Membership,
+            &self.user,
             &ServerMessage::ParticipantLeft {
                 room: room.clone(),
                 user_id: self.peer.user_id.clone(),
@@ -1392,13 +1585,12 @@ mod tests {
 
     #[test]
     fn the_first_close_reason_stays_unless_a_revocation_comes() {
-        let (outbound, _queue) = mpsc::channel(1);
         let (kill, reason) = watch::channel(None);
         let live = Live {
             user_id: "u".into(),
             session_id: "s".into(),
             room: None,
-            outbound,
+            outbox: Arc::new(Outbox::new(1, Duration::from_secs(1))),
             kill,
         };
         live.close(CloseReason::SlowConsumer);
