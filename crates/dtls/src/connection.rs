@@ -292,7 +292,7 @@ struct ServerStart {
     ecdh: EcdhSeed,
 }
 
-/// Between the hellos and the key exchange.
+/// Hellos exchanged; the peer's Certificate is next.
 #[derive(Clone)]
 struct Negotiated {
     hs: Hs,
@@ -300,10 +300,22 @@ struct Negotiated {
     suite: CipherSuite,
     profile: ProtectionProfile,
     ems: bool,
-    /// The peer's certificate key and fingerprint, once its Certificate arrived.
-    peer: Option<(VerifyingKey, Fingerprint)>,
-    /// Client: the server's ECDHE share from ServerKeyExchange.
-    server_share: Option<p256::PublicKey>,
+}
+
+/// The peer's Certificate matched a fingerprint; the key exchange is next.
+#[derive(Clone)]
+struct Certified {
+    n: Negotiated,
+    peer_key: VerifyingKey,
+    peer_fingerprint: Fingerprint,
+}
+
+/// Client: the server's signed ECDHE share arrived (ServerKeyExchange); its
+/// CertificateRequest and ServerHelloDone are next.
+#[derive(Clone)]
+struct SignedShare {
+    c: Certified,
+    server_share: p256::PublicKey,
 }
 
 /// Keys derived, Finished pending.
@@ -335,15 +347,15 @@ struct Established {
 enum State {
     ClientHelloSent(Box<ClientStart>),
     ClientExpectCertificate(Box<Negotiated>),
-    ClientExpectServerKeyExchange(Box<Negotiated>),
+    ClientExpectServerKeyExchange(Box<Certified>),
     /// WebRTC authenticates both ends (RFC 8827 §6.5): the server must ask for our
     /// certificate, so a ServerHelloDone here (trivial to forge) is not taken.
-    ClientExpectCertificateRequest(Box<Negotiated>),
-    ClientExpectServerHelloDone(Box<Negotiated>),
+    ClientExpectCertificateRequest(Box<SignedShare>),
+    ClientExpectServerHelloDone(Box<SignedShare>),
     ClientExpectFinished(Box<Keyed>),
     ServerExpectClientHello(Box<ServerStart>),
     ServerExpectCertificate(Box<Negotiated>),
-    ServerExpectClientKeyExchange(Box<Negotiated>),
+    ServerExpectClientKeyExchange(Box<Certified>),
     ServerExpectCertificateVerify(Box<Keyed>),
     ServerExpectFinished(Box<Keyed>),
     Connected(Box<Established>),
@@ -995,7 +1007,7 @@ impl Connection {
                         "CertificateRequest without ecdsa/P-256/SHA-256",
                     ));
                 }
-                n.hs.add(msg.msg_type, msg.seq, &msg.body);
+                n.c.n.hs.add(msg.msg_type, msg.seq, &msg.body);
                 State::ClientExpectServerHelloDone(n)
             }
             (State::ClientExpectServerHelloDone(n), HandshakeType::SERVER_HELLO_DONE) => {
@@ -1115,8 +1127,6 @@ impl Connection {
             suite,
             profile,
             ems: ext.extended_master_secret,
-            peer: None,
-            server_share: None,
         })))
     }
 
@@ -1126,7 +1136,7 @@ impl Connection {
         &self,
         mut n: Box<Negotiated>,
         msg: &Message,
-    ) -> Result<Box<Negotiated>, Error> {
+    ) -> Result<Box<Certified>, Error> {
         let chain = read_certificate(&msg.body)?;
         let Some(leaf) = chain.first() else {
             return Err(match self.role {
@@ -1144,26 +1154,33 @@ impl Connection {
             return Err(Error::BadCertificate("fingerprint mismatch"));
         }
         let key = public_key_of(leaf)?;
-        n.peer = Some((key, fp));
         n.hs.add(msg.msg_type, msg.seq, &msg.body);
-        Ok(n)
+        Ok(Box::new(Certified {
+            n: *n,
+            peer_key: key,
+            peer_fingerprint: fp,
+        }))
     }
 
     fn client_flight5(
         &mut self,
         now: Instant,
-        mut n: Box<Negotiated>,
+        shared: Box<SignedShare>,
         msg: &Message,
     ) -> Result<State, Error> {
         if !msg.body.is_empty() {
             return Err(Error::Decode("ServerHelloDone not empty"));
         }
+        let SignedShare {
+            c:
+                Certified {
+                    mut n,
+                    peer_key,
+                    peer_fingerprint,
+                },
+            server_share: share,
+        } = *shared;
         n.hs.add(msg.msg_type, msg.seq, &msg.body);
-        let (Some((peer_key, peer_fingerprint)), Some(share)) = (n.peer, n.server_share) else {
-            return Err(Error::UnexpectedMessage(
-                "ServerHelloDone before key exchange",
-            ));
-        };
         let mut flight = Vec::new();
         let body = write_certificate(&[self.config.certificate.der()]);
         self.push_msg(&mut flight, &mut n.hs, HandshakeType::CERTIFICATE, 0, body);
@@ -1372,24 +1389,22 @@ impl Connection {
             suite,
             profile,
             ems,
-            peer: None,
-            server_share: None,
         })))
     }
 
     fn server_client_key_exchange(
         &mut self,
-        mut n: Box<Negotiated>,
+        c: Box<Certified>,
         msg: &Message,
     ) -> Result<State, Error> {
         let public = read_client_key_exchange(&msg.body)?;
         let share = parse_share(&public)?;
+        let Certified {
+            mut n,
+            peer_key,
+            peer_fingerprint,
+        } = *c;
         n.hs.add(msg.msg_type, msg.seq, &msg.body);
-        let Some((peer_key, peer_fingerprint)) = n.peer else {
-            return Err(Error::UnexpectedMessage(
-                "ClientKeyExchange before Certificate",
-            ));
-        };
         let pms = ecdh_shared(&n.ecdh, &share);
         let master = derive_master(&pms, &n.hs, n.ems);
         self.install_keys(n.suite, &master, &n.hs)?;
@@ -1774,29 +1789,27 @@ fn verify_signature(
 }
 
 fn client_server_key_exchange(
-    mut n: Box<Negotiated>,
+    mut c: Box<Certified>,
     msg: &Message,
-) -> Result<Box<Negotiated>, Error> {
+) -> Result<Box<SignedShare>, Error> {
     let ske = ServerKeyExchange::read(&msg.body)?;
     if ske.named_curve != SECP256R1 {
         return Err(Error::IllegalParameter("ECDHE group not offered"));
     }
     let share = parse_share(&ske.public)?;
-    let Some((key, _)) = &n.peer else {
-        return Err(Error::UnexpectedMessage(
-            "ServerKeyExchange before Certificate",
-        ));
-    };
+    let key = &c.peer_key;
     let params = ServerKeyExchange::params(ske.named_curve, &ske.public);
     verify_signature(
         key,
         ske.scheme,
         &ske.signature,
-        &n.hs.server_params_signed(&params),
+        &c.n.hs.server_params_signed(&params),
     )?;
-    n.server_share = Some(share);
-    n.hs.add(msg.msg_type, msg.seq, &msg.body);
-    Ok(n)
+    c.n.hs.add(msg.msg_type, msg.seq, &msg.body);
+    Ok(Box::new(SignedShare {
+        c: *c,
+        server_share: share,
+    }))
 }
 
 /// RFC 7627 §4 (session hash up to and including ClientKeyExchange) or RFC 5246 §8.1.
