@@ -216,8 +216,9 @@ fn completes_under_loss_reorder_and_duplication() {
             "seed {seed}: {c:?} {s:?}"
         );
     }
+    // No bound on the time itself: `connected` above already implies "before the 600 s
+    // handshake timeout"; the retransmission counts are what the schedule bounds.
     eprintln!("worst handshake time under 30% loss: {worst:?}; over 60 s: {slow:?}");
-    assert!(worst < Duration::from_secs(600));
 }
 
 #[test]

@@ -78,9 +78,29 @@ pub struct Limits {
     pub close_at_token_expiry: bool,
     /// Time the calls server has to answer one request.
     pub handler_timeout: Duration,
-    /// Messages queued towards one connection; a connection that lets it fill up is
-    /// closed (1013) rather than buffering without bound.
+    /// Messages queued towards one connection. A participant's state events (mute,
+    /// screen share) coalesce in the queue: only the last of each (participant, track)
+    /// waits there. The queue may run past this size while the peer keeps reading; a peer
+    /// that lets it stand full for `slow_consumer_grace` without reading a message, or
+    /// lets it reach eight times this size, is closed (1013) rather than buffered
+    /// without bound.
     pub outbound_queue: usize,
+    /// How long a full outbound queue may go without one message written before the
+    /// peer counts as a slow consumer.
+    pub slow_consumer_grace: Duration,
+    /// Sustained room events (joins, mute/unmute, screen share on/off) per second of one
+    /// user, all its connections together. An event over it is dropped and answered
+    /// `rate_limited`, and counts as a rate violation of the connection that sent it.
+    pub room_events_per_second_per_user: u32,
+    /// Room events one user may send in a burst.
+    pub room_event_burst_per_user: u32,
+    /// Sustained room events per second of one room, all members together. An event
+    /// over it is dropped and answered `rate_limited` (not a violation: the budget is
+    /// shared). Bounds how fast a room's members can make the server write to each one.
+    pub room_events_per_second_per_room: u32,
+    /// Room events one room may take in a burst; at least `max_participants_per_room`
+    /// is used, so a full room can join at once.
+    pub room_event_burst_per_room: u32,
 }
 
 impl Default for Limits {
@@ -105,6 +125,11 @@ impl Default for Limits {
             close_at_token_expiry: false,
             handler_timeout: Duration::from_secs(5),
             outbound_queue: 64,
+            slow_consumer_grace: Duration::from_secs(5),
+            room_events_per_second_per_user: 10,
+            room_event_burst_per_user: 20,
+            room_events_per_second_per_room: 50,
+            room_event_burst_per_room: 100,
         }
     }
 }

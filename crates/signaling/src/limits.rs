@@ -24,15 +24,20 @@ impl TokenBucket {
 
     /// Takes one token if there is one.
     pub(crate) fn try_take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
-        if self.tokens >= 1.0 {
+        if self.has_token(now) {
             self.tokens -= 1.0;
             true
         } else {
             false
         }
+    }
+
+    /// Whether a token is there, without taking it.
+    pub(crate) fn has_token(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.capacity);
+        self.tokens >= 1.0
     }
 }
 

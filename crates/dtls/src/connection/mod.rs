@@ -20,6 +20,17 @@
 //!                                         [ChangeCipherSpec]      \ Flight 6
 //!                              <-------   Finished                /
 //! ```
+//!
+//! This module holds the public [`Connection`], the record layer's dispatch and the
+//! handshake states (one type per step: what is valid then, nothing optional); `client`
+//! and `server` the steps of each role, `flight` our flights and their retransmission,
+//! `keys` the transcript, ECDHE, master secret and key installation. The submodules take
+//! this module's imports with `use super::*`.
+
+mod client;
+mod flight;
+mod keys;
+mod server;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -34,6 +45,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use self::client::*;
+use self::flight::*;
+use self::keys::*;
+use self::server::*;
 use crate::cert::{Fingerprint, public_key_of};
 use crate::codec::Reader;
 use crate::config::{CipherSuite, Config, ExtendedMasterSecret};
@@ -201,98 +216,7 @@ struct WriteEpoch {
     next_seq: u64,
 }
 
-#[derive(Clone)]
-enum OutMsg {
-    Handshake {
-        msg_type: HandshakeType,
-        seq: u16,
-        epoch: u16,
-        body: Vec<u8>,
-    },
-    ChangeCipherSpec,
-}
-
-/// The randoms and the transcript (RFC 6347 §4.2.6: every message as one fragment, without
-/// the first ClientHello and the HelloVerifyRequest).
-#[derive(Clone)]
-struct Hs {
-    client_random: [u8; 32],
-    server_random: [u8; 32],
-    transcript: Vec<u8>,
-}
-
-impl Hs {
-    fn add(&mut self, msg_type: HandshakeType, seq: u16, body: &[u8]) {
-        transcript_bytes(&mut self.transcript, msg_type, seq, body);
-    }
-
-    fn hash(&self) -> [u8; 32] {
-        Sha256::digest(&self.transcript).into()
-    }
-
-    /// What the ServerKeyExchange signature covers (RFC 8422 §5.4): client_random +
-    /// server_random + ServerECDHParams.
-    fn server_params_signed(&self, params: &[u8]) -> Vec<u8> {
-        [&self.client_random[..], &self.server_random, params].concat()
-    }
-}
-
-/// 32 random bytes an ECDHE key is made from when it is needed: a server derives its key only
-/// once a ClientHello with a valid cookie arrives, so spoofed hellos cost no scalar
-/// multiplication (RFC 6347 §4.2.1).
-#[derive(Clone)]
-struct EcdhSeed(Zeroizing<[u8; 32]>);
-
-impl EcdhSeed {
-    fn new(rng: &mut impl CryptoRngCore) -> Self {
-        let mut b = Zeroizing::new([0u8; 32]);
-        rng.fill_bytes(&mut b[..]);
-        Self(b)
-    }
-
-    /// The P-256 secret: the bytes as a scalar, re-hashed in the negligible case that they
-    /// are zero or not below the group order.
-    fn key(&self) -> p256::SecretKey {
-        let mut b = self.0.clone();
-        loop {
-            if let Ok(k) = p256::SecretKey::from_bytes((&*b).into()) {
-                return k;
-            }
-            *b = Sha256::digest(&b[..]).into();
-        }
-    }
-}
-
-/// Our ECDHE share as an uncompressed point (RFC 8422 §5.4.1).
-fn ecdh_public(key: &p256::SecretKey) -> Vec<u8> {
-    use p256::elliptic_curve::sec1::ToEncodedPoint;
-    key.public_key().to_encoded_point(false).as_bytes().to_vec()
-}
-
-/// The premaster secret: the x-coordinate of the shared point (RFC 8422 §5.10).
-fn ecdh_shared(key: &p256::SecretKey, peer: &p256::PublicKey) -> Zeroizing<Vec<u8>> {
-    let shared = p256::ecdh::diffie_hellman(key.to_nonzero_scalar(), peer.as_affine());
-    Zeroizing::new(shared.raw_secret_bytes().to_vec())
-}
-
-/// Client, before the ServerHello.
-#[derive(Clone)]
-struct ClientStart {
-    hs: Hs,
-    ecdh: p256::SecretKey,
-    hello: ClientHello,
-    hello_seq: u16,
-    hello_verifies: u8,
-}
-
-/// Server, before a ClientHello with a valid cookie.
-#[derive(Clone)]
-struct ServerStart {
-    server_random: [u8; 32],
-    ecdh: EcdhSeed,
-}
-
-/// Between the hellos and the key exchange.
+/// Hellos exchanged; the peer's Certificate is next.
 #[derive(Clone)]
 struct Negotiated {
     hs: Hs,
@@ -300,10 +224,22 @@ struct Negotiated {
     suite: CipherSuite,
     profile: ProtectionProfile,
     ems: bool,
-    /// The peer's certificate key and fingerprint, once its Certificate arrived.
-    peer: Option<(VerifyingKey, Fingerprint)>,
-    /// Client: the server's ECDHE share from ServerKeyExchange.
-    server_share: Option<p256::PublicKey>,
+}
+
+/// The peer's Certificate matched a fingerprint; the key exchange is next.
+#[derive(Clone)]
+struct Certified {
+    n: Negotiated,
+    peer_key: VerifyingKey,
+    peer_fingerprint: Fingerprint,
+}
+
+/// Client: the server's signed ECDHE share arrived (ServerKeyExchange); its
+/// CertificateRequest and ServerHelloDone are next.
+#[derive(Clone)]
+struct SignedShare {
+    c: Certified,
+    server_share: p256::PublicKey,
 }
 
 /// Keys derived, Finished pending.
@@ -335,15 +271,15 @@ struct Established {
 enum State {
     ClientHelloSent(Box<ClientStart>),
     ClientExpectCertificate(Box<Negotiated>),
-    ClientExpectServerKeyExchange(Box<Negotiated>),
+    ClientExpectServerKeyExchange(Box<Certified>),
     /// WebRTC authenticates both ends (RFC 8827 §6.5): the server must ask for our
     /// certificate, so a ServerHelloDone here (trivial to forge) is not taken.
-    ClientExpectCertificateRequest(Box<Negotiated>),
-    ClientExpectServerHelloDone(Box<Negotiated>),
+    ClientExpectCertificateRequest(Box<SignedShare>),
+    ClientExpectServerHelloDone(Box<SignedShare>),
     ClientExpectFinished(Box<Keyed>),
     ServerExpectClientHello(Box<ServerStart>),
     ServerExpectCertificate(Box<Negotiated>),
-    ServerExpectClientKeyExchange(Box<Negotiated>),
+    ServerExpectClientKeyExchange(Box<Certified>),
     ServerExpectCertificateVerify(Box<Keyed>),
     ServerExpectFinished(Box<Keyed>),
     Connected(Box<Established>),
@@ -690,32 +626,6 @@ impl Connection {
 
     // ---------------------------------------------------------------- record layer ---------
 
-    /// RFC 6347 §4.2.1, before the server keeps any state: a ClientHello (first fragment,
-    /// first record) with our cookie ends the stateless phase; another ClientHello gets a
-    /// HelloVerifyRequest; anything else is dropped. Returns whether the datagram is to be
-    /// processed.
-    fn check_cookie(&mut self, datagram: &[u8]) -> bool {
-        let Some(addr) = self.client_addr else {
-            return false;
-        };
-        match cookie::verify(&self.cookie_secret, None, addr, datagram) {
-            Verdict::Accept { msg_seq } => {
-                self.verify_cookie = false;
-                self.reassembler.resync(msg_seq);
-                true
-            }
-            Verdict::Reply(hvr) => {
-                self.transmits.push_back(hvr);
-                self.stats.hello_verify_requests += 1;
-                false
-            }
-            Verdict::Drop => {
-                self.stats.dropped_records += 1;
-                false
-            }
-        }
-    }
-
     fn handle_record(&mut self, now: Instant, rec: &Record<'_>) -> Result<(), Error> {
         // RFC 6347 §4.1: version FEFD, or FEFF in a first ClientHello.
         if rec.version != DTLS12 && rec.version != DTLS10 {
@@ -910,18 +820,6 @@ impl Connection {
         Ok(())
     }
 
-    /// Resends our flight because the peer repeated its own, at most once per half initial
-    /// timeout: copies of one repeated flight (or a peer replaying an old fragment) cannot
-    /// make us send our flight again and again.
-    fn answer_repeat(&mut self, now: Instant) {
-        if self.flight.is_empty() || !quiet_since(self.last_repeat_answer, now, &self.config) {
-            return;
-        }
-        self.stats.repeats_answered += 1;
-        self.last_repeat_answer = Some(now);
-        self.send_flight(now, false);
-    }
-
     /// A handshake record after the handshake: repeats of the peer's last flight make the
     /// server resend its final flight; a new ClientHello or HelloRequest is a renegotiation
     /// attempt, refused with a no_renegotiation warning (RFC 5746 §4.4, RFC 5246 §7.2.2).
@@ -981,7 +879,7 @@ impl Connection {
                 self.client_server_hello(c, &msg)?
             }
             (State::ClientExpectCertificate(n), HandshakeType::CERTIFICATE) => {
-                State::ClientExpectServerKeyExchange(self.peer_certificate(n, &msg)?)
+                State::ClientExpectServerKeyExchange(self.peer_certificate(*n, &msg)?)
             }
             (State::ClientExpectServerKeyExchange(n), HandshakeType::SERVER_KEY_EXCHANGE) => {
                 State::ClientExpectCertificateRequest(client_server_key_exchange(n, &msg)?)
@@ -995,7 +893,7 @@ impl Connection {
                         "CertificateRequest without ecdsa/P-256/SHA-256",
                     ));
                 }
-                n.hs.add(msg.msg_type, msg.seq, &msg.body);
+                n.c.n.hs.add(msg.msg_type, msg.seq, &msg.body);
                 State::ClientExpectServerHelloDone(n)
             }
             (State::ClientExpectServerHelloDone(n), HandshakeType::SERVER_HELLO_DONE) => {
@@ -1008,7 +906,7 @@ impl Connection {
                 self.server_client_hello(now, *s, &msg, record_seq)?
             }
             (State::ServerExpectCertificate(n), HandshakeType::CERTIFICATE) => {
-                State::ServerExpectClientKeyExchange(self.peer_certificate(n, &msg)?)
+                State::ServerExpectClientKeyExchange(self.peer_certificate(*n, &msg)?)
             }
             (State::ServerExpectClientKeyExchange(n), HandshakeType::CLIENT_KEY_EXCHANGE) => {
                 self.server_client_key_exchange(n, &msg)?
@@ -1029,104 +927,9 @@ impl Connection {
         Ok(())
     }
 
-    fn client_hello_verify(
-        &mut self,
-        now: Instant,
-        mut c: Box<ClientStart>,
-        msg: &Message,
-    ) -> Result<State, Error> {
-        let hvr = HelloVerifyRequest::read(&msg.body)?;
-        if hvr.server_version != DTLS12 && hvr.server_version != DTLS10 {
-            return Err(Error::ProtocolVersion);
-        }
-        if c.hello_verifies >= MAX_HELLO_VERIFY {
-            return Err(Error::UnexpectedMessage("too many HelloVerifyRequests"));
-        }
-        c.hello_verifies += 1;
-        self.stats.hello_verify_requests += 1;
-        // RFC 6347 §4.2.1: resend the same ClientHello with the cookie, as a new message.
-        c.hello.cookie = hvr.cookie;
-        c.hello_seq = self.take_send_seq();
-        self.flight = vec![OutMsg::Handshake {
-            msg_type: HandshakeType::CLIENT_HELLO,
-            seq: c.hello_seq,
-            epoch: 0,
-            body: c.hello.write(),
-        }];
-        self.rto = self.config.initial_retransmit_timeout;
-        self.send_flight(now, true);
-        Ok(State::ClientHelloSent(c))
-    }
-
-    fn client_server_hello(&mut self, c: Box<ClientStart>, msg: &Message) -> Result<State, Error> {
-        let sh = ServerHello::read(&msg.body)?;
-        // RFC 6347 §4.1: only 1.2.
-        if sh.server_version != DTLS12 {
-            return Err(Error::ProtocolVersion);
-        }
-        let suite = CipherSuite::from_id(sh.cipher_suite)
-            .filter(|s| self.config.cipher_suites.contains(s))
-            .ok_or(Error::IllegalParameter("cipher suite not offered"))?;
-        if sh.compression_method != 0 {
-            return Err(Error::IllegalParameter("compression method not offered"));
-        }
-        let ext = &sh.extensions;
-        // RFC 5246 §7.4.1.4: only extensions the client offered.
-        const OFFERED: [u16; 6] = [
-            crate::handshake::ext::SUPPORTED_GROUPS,
-            crate::handshake::ext::EC_POINT_FORMATS,
-            crate::handshake::ext::SIGNATURE_ALGORITHMS,
-            crate::handshake::ext::USE_SRTP,
-            crate::handshake::ext::EXTENDED_MASTER_SECRET,
-            crate::handshake::ext::RENEGOTIATION_INFO,
-        ];
-        if ext.types.iter().any(|t| !OFFERED.contains(t)) {
-            return Err(Error::UnsupportedExtension);
-        }
-        // RFC 5764 §4.1.1: exactly one of the offered profiles, and no MKI we did not offer.
-        let Some((profiles, mki)) = &ext.use_srtp else {
-            return Err(Error::PeerIncompatible("no use_srtp"));
-        };
-        let profile = match profiles.as_slice() {
-            [id] => ProtectionProfile::from_id(*id)
-                .filter(|p| self.config.srtp_profiles.contains(p))
-                .ok_or(Error::IllegalParameter("SRTP profile not offered"))?,
-            _ => return Err(Error::IllegalParameter("use_srtp must select one profile")),
-        };
-        if !mki.is_empty() {
-            return Err(Error::IllegalParameter("SRTP MKI not offered"));
-        }
-        check_hello_extensions(ext, &self.config)?;
-        let ClientStart {
-            mut hs,
-            ecdh,
-            hello,
-            hello_seq,
-            ..
-        } = *c;
-        hs.server_random = sh.random;
-        // The transcript starts at the ClientHello that got this answer (RFC 6347 §4.2.6).
-        hs.add(HandshakeType::CLIENT_HELLO, hello_seq, &hello.write());
-        hs.add(msg.msg_type, msg.seq, &msg.body);
-        self.peer_flight_start = Some(msg.seq);
-        Ok(State::ClientExpectCertificate(Box::new(Negotiated {
-            hs,
-            ecdh,
-            suite,
-            profile,
-            ems: ext.extended_master_secret,
-            peer: None,
-            server_share: None,
-        })))
-    }
-
     /// Certificate from either side: the fingerprint is checked here, before any key is
     /// derived (RFC 8122 §5, RFC 8827 §6.5).
-    fn peer_certificate(
-        &self,
-        mut n: Box<Negotiated>,
-        msg: &Message,
-    ) -> Result<Box<Negotiated>, Error> {
+    fn peer_certificate(&self, mut n: Negotiated, msg: &Message) -> Result<Box<Certified>, Error> {
         let chain = read_certificate(&msg.body)?;
         let Some(leaf) = chain.first() else {
             return Err(match self.role {
@@ -1144,531 +947,15 @@ impl Connection {
             return Err(Error::BadCertificate("fingerprint mismatch"));
         }
         let key = public_key_of(leaf)?;
-        n.peer = Some((key, fp));
         n.hs.add(msg.msg_type, msg.seq, &msg.body);
-        Ok(n)
-    }
-
-    fn client_flight5(
-        &mut self,
-        now: Instant,
-        mut n: Box<Negotiated>,
-        msg: &Message,
-    ) -> Result<State, Error> {
-        if !msg.body.is_empty() {
-            return Err(Error::Decode("ServerHelloDone not empty"));
-        }
-        n.hs.add(msg.msg_type, msg.seq, &msg.body);
-        let (Some((peer_key, peer_fingerprint)), Some(share)) = (n.peer, n.server_share) else {
-            return Err(Error::UnexpectedMessage(
-                "ServerHelloDone before key exchange",
-            ));
-        };
-        let mut flight = Vec::new();
-        let body = write_certificate(&[self.config.certificate.der()]);
-        self.push_msg(&mut flight, &mut n.hs, HandshakeType::CERTIFICATE, 0, body);
-        let public = ecdh_public(&n.ecdh);
-        self.push_msg(
-            &mut flight,
-            &mut n.hs,
-            HandshakeType::CLIENT_KEY_EXCHANGE,
-            0,
-            write_client_key_exchange(&public),
-        );
-        let pms = ecdh_shared(&n.ecdh, &share);
-        let master = derive_master(&pms, &n.hs, n.ems);
-        let sig: DerSignature = self.config.certificate.signing_key().sign(&n.hs.transcript);
-        let body = write_digitally_signed(ECDSA_SECP256R1_SHA256, sig.as_bytes());
-        self.push_msg(
-            &mut flight,
-            &mut n.hs,
-            HandshakeType::CERTIFICATE_VERIFY,
-            0,
-            body,
-        );
-        self.install_keys(n.suite, &master, &n.hs)?;
-        flight.push(OutMsg::ChangeCipherSpec);
-        let vd = prf::verify_data(&master, true, &n.hs.hash());
-        self.push_msg(
-            &mut flight,
-            &mut n.hs,
-            HandshakeType::FINISHED,
-            1,
-            vd.to_vec(),
-        );
-        self.flight = flight;
-        self.rto = self.config.initial_retransmit_timeout;
-        self.send_flight(now, true);
-        Ok(State::ClientExpectFinished(Box::new(Keyed {
-            hs: n.hs,
-            suite: n.suite,
-            profile: n.profile,
-            ems: n.ems,
-            master,
-            peer_key,
-            peer_fingerprint,
-        })))
-    }
-
-    fn client_finished(&mut self, k: Box<Keyed>, msg: &Message) -> Result<State, Error> {
-        check_finished(&k, false, &msg.body)?;
-        Ok(self.establish(k))
-    }
-
-    fn server_client_hello(
-        &mut self,
-        now: Instant,
-        s: ServerStart,
-        msg: &Message,
-        record_seq: u64,
-    ) -> Result<State, Error> {
-        let ch = ClientHello::read(&msg.body)?;
-        // DTLS versions count down: FEFF is 1.0, FEFD is 1.2 (RFC 6347 §4.1). Anything older
-        // than 1.2 is refused; a newer client falls back to 1.2.
-        if ch.client_version > DTLS12 {
-            return Err(Error::ProtocolVersion);
-        }
-        // The cookie, when one is demanded, was checked on the first fragment
-        // (`check_cookie`).
-        let ext = &ch.extensions;
-        let suite = self
-            .config
-            .cipher_suites
-            .iter()
-            .copied()
-            .find(|s| ch.cipher_suites.contains(&s.id()))
-            .ok_or_else(|| no_common_suite(&ch.cipher_suites))?;
-        // RFC 5246 §7.4.1.2: null compression must be offered.
-        if !ch.compression_methods.contains(&0) {
-            return Err(Error::IllegalParameter("null compression not offered"));
-        }
-        // RFC 8422 §5.1: the client must support P-256 if it says which groups it supports.
-        if ext
-            .supported_groups
-            .as_ref()
-            .is_some_and(|g| !g.contains(&SECP256R1))
-        {
-            return Err(Error::PeerIncompatible("secp256r1 not offered"));
-        }
-        if ext
-            .signature_algorithms
-            .as_ref()
-            .is_some_and(|a| !a.contains(&ECDSA_SECP256R1_SHA256))
-        {
-            return Err(Error::PeerIncompatible(
-                "ecdsa_secp256r1_sha256 not offered",
-            ));
-        }
-        // RFC 5764 §4.1.1: the server picks one of the client's profiles.
-        let Some((offered, _mki)) = &ext.use_srtp else {
-            return Err(Error::PeerIncompatible("no use_srtp"));
-        };
-        let profile = self
-            .config
-            .srtp_profiles
-            .iter()
-            .copied()
-            .find(|p| offered.contains(&p.id()))
-            .ok_or(Error::PeerIncompatible("no common SRTP profile"))?;
-        check_hello_extensions(ext, &self.config)?;
-        let ems = ext.extended_master_secret;
-        let secure_reneg = ext.renegotiation_info.is_some()
-            || ch
-                .cipher_suites
-                .contains(&TLS_EMPTY_RENEGOTIATION_INFO_SCSV);
-
-        let ServerStart {
-            server_random,
-            ecdh,
-        } = s;
-        // The cookie is valid: only now is the ECDHE key made.
-        let ecdh = ecdh.key();
-        let mut hs = Hs {
-            client_random: ch.random,
-            server_random,
-            transcript: Vec::new(),
-        };
-        hs.add(msg.msg_type, msg.seq, &msg.body);
-        // Our message_seq follows the ClientHello's (RFC 6347 §4.2.2, stateless cookie), and
-        // our record sequence numbers continue from its record's, so that none repeats one
-        // used by a HelloVerifyRequest (RFC 6347 §4.2.1).
-        self.next_send_seq = msg.seq;
-        self.write[0].next_seq = self.write[0].next_seq.max(record_seq);
-        self.peer_flight_start = Some(msg.seq);
-
-        let mut flight = Vec::new();
-        let sh = ServerHello {
-            server_version: DTLS12,
-            random: server_random,
-            session_id: Vec::new(),
-            cipher_suite: suite.id(),
-            compression_method: 0,
-            extensions: Extensions {
-                supported_groups: None,
-                point_formats: ext.point_formats.as_ref().map(|_| vec![POINT_UNCOMPRESSED]),
-                signature_algorithms: None,
-                use_srtp: Some((vec![profile.id()], Vec::new())),
-                extended_master_secret: ems,
-                renegotiation_info: secure_reneg.then(Vec::new),
-                types: Vec::new(),
-            },
-        };
-        self.push_msg(
-            &mut flight,
-            &mut hs,
-            HandshakeType::SERVER_HELLO,
-            0,
-            sh.write(),
-        );
-        let cert = write_certificate(&[self.config.certificate.der()]);
-        self.push_msg(&mut flight, &mut hs, HandshakeType::CERTIFICATE, 0, cert);
-        let public = ecdh_public(&ecdh);
-        let params = ServerKeyExchange::params(SECP256R1, &public);
-        let sig: DerSignature = self
-            .config
-            .certificate
-            .signing_key()
-            .sign(&hs.server_params_signed(&params));
-        let ske = ServerKeyExchange {
-            named_curve: SECP256R1,
-            public: public.to_vec(),
-            scheme: ECDSA_SECP256R1_SHA256,
-            signature: sig.as_bytes().to_vec(),
-        };
-        self.push_msg(
-            &mut flight,
-            &mut hs,
-            HandshakeType::SERVER_KEY_EXCHANGE,
-            0,
-            ske.write(),
-        );
-        // RFC 8827 §6.5: WebRTC authenticates both ends, so always ask for a certificate.
-        let cr = CertificateRequest {
-            certificate_types: vec![ECDSA_SIGN],
-            signature_algorithms: vec![ECDSA_SECP256R1_SHA256],
-        };
-        self.push_msg(
-            &mut flight,
-            &mut hs,
-            HandshakeType::CERTIFICATE_REQUEST,
-            0,
-            cr.write(),
-        );
-        self.push_msg(
-            &mut flight,
-            &mut hs,
-            HandshakeType::SERVER_HELLO_DONE,
-            0,
-            Vec::new(),
-        );
-        self.flight = flight;
-        self.rto = self.config.initial_retransmit_timeout;
-        self.handshake_deadline
-            .get_or_insert(now + self.config.handshake_timeout);
-        self.send_flight(now, true);
-        Ok(State::ServerExpectCertificate(Box::new(Negotiated {
-            hs,
-            ecdh,
-            suite,
-            profile,
-            ems,
-            peer: None,
-            server_share: None,
-        })))
-    }
-
-    fn server_client_key_exchange(
-        &mut self,
-        mut n: Box<Negotiated>,
-        msg: &Message,
-    ) -> Result<State, Error> {
-        let public = read_client_key_exchange(&msg.body)?;
-        let share = parse_share(&public)?;
-        n.hs.add(msg.msg_type, msg.seq, &msg.body);
-        let Some((peer_key, peer_fingerprint)) = n.peer else {
-            return Err(Error::UnexpectedMessage(
-                "ClientKeyExchange before Certificate",
-            ));
-        };
-        let pms = ecdh_shared(&n.ecdh, &share);
-        let master = derive_master(&pms, &n.hs, n.ems);
-        self.install_keys(n.suite, &master, &n.hs)?;
-        Ok(State::ServerExpectCertificateVerify(Box::new(Keyed {
-            hs: n.hs,
-            suite: n.suite,
-            profile: n.profile,
-            ems: n.ems,
-            master,
-            peer_key,
-            peer_fingerprint,
-        })))
-    }
-
-    fn server_finished(
-        &mut self,
-        now: Instant,
-        mut k: Box<Keyed>,
-        msg: &Message,
-    ) -> Result<State, Error> {
-        check_finished(&k, true, &msg.body)?;
-        // Flight 5: Certificate, ClientKeyExchange, CertificateVerify, Finished.
-        let client_flight_start = msg.seq.wrapping_sub(3);
-        k.hs.add(msg.msg_type, msg.seq, &msg.body);
-        let vd = prf::verify_data(&k.master, false, &k.hs.hash());
-        let mut flight = vec![OutMsg::ChangeCipherSpec];
-        self.push_msg(
-            &mut flight,
-            &mut k.hs,
-            HandshakeType::FINISHED,
-            1,
-            vd.to_vec(),
-        );
-        self.flight = flight;
-        // The final flight has no timer: it is resent when the client repeats its flight
-        // (RFC 6347 §4.2.4).
-        self.send_flight(now, false);
-        self.peer_flight_start = Some(client_flight_start);
-        Ok(self.establish(k))
-    }
-
-    fn establish(&mut self, k: Box<Keyed>) -> State {
-        self.retransmit_at = None;
-        self.handshake_deadline = None;
-        if self.role == Role::Client {
-            self.flight.clear();
-        }
-        let est = Established {
-            client_random: k.hs.client_random,
-            server_random: k.hs.server_random,
-            master: k.master,
-            suite: k.suite,
-            profile: k.profile,
-            peer_fingerprint: k.peer_fingerprint,
-            ems: k.ems,
-        };
-        match self.srtp_keys(&est) {
-            Ok(srtp) => self.events.push_back(Event::Connected(Box::new(Connected {
-                cipher_suite: est.suite,
-                profile: est.profile,
-                srtp,
-                peer_fingerprint: est.peer_fingerprint,
-                extended_master_secret: est.ems,
-            }))),
-            Err(e) => {
-                self.shut(Some(e));
-                return State::Closed;
-            }
-        }
-        State::Connected(Box::new(est))
-    }
-
-    /// RFC 5764 §4.2: export `2 * (key + salt)` bytes and split them into client_write_key,
-    /// server_write_key, client_write_salt, server_write_salt.
-    fn srtp_keys(&self, est: &Established) -> Result<SrtpKeys, Error> {
-        let p = est.profile;
-        let (k, s) = (p.key_len(), p.salt_len());
-        let mut km = Zeroizing::new(vec![0u8; p.keying_material_len()]);
-        prf::export(
-            &est.master,
-            &est.client_random,
-            &est.server_random,
-            SRTP_EXPORTER_LABEL,
-            None,
-            &mut km,
-        );
-        let bad = |_| Error::Config("SRTP key length");
-        let client = MasterKey::new(p, &km[..k], &km[2 * k..2 * k + s]).map_err(bad)?;
-        let server = MasterKey::new(p, &km[k..2 * k], &km[2 * k + s..]).map_err(bad)?;
-        let (local, remote) = match self.role {
-            Role::Client => (client, server),
-            Role::Server => (server, client),
-        };
-        Ok(SrtpKeys {
-            profile: p,
-            local,
-            remote,
-        })
-    }
-
-    /// RFC 5246 §6.3: key block, split into both directions' record protection.
-    fn install_keys(
-        &mut self,
-        suite: CipherSuite,
-        master: &MasterSecret,
-        hs: &Hs,
-    ) -> Result<(), Error> {
-        let (client, server) = match suite {
-            CipherSuite::EcdheEcdsaAes128GcmSha256 => {
-                // client_write_key[16] server_write_key[16] client_write_IV[4] server_write_IV[4]
-                let kb = prf::key_block(master, &hs.client_random, &hs.server_random, 40);
-                (
-                    RecordCipher::gcm(&kb[0..16], &kb[32..36])?,
-                    RecordCipher::gcm(&kb[16..32], &kb[36..40])?,
-                )
-            }
-            CipherSuite::EcdheEcdsaAes256CbcSha => {
-                // client_write_MAC_key[20] server_write_MAC_key[20] client_write_key[32]
-                // server_write_key[32] (no IVs in TLS 1.1+: explicit per record).
-                let kb = prf::key_block(master, &hs.client_random, &hs.server_random, 104);
-                (
-                    RecordCipher::cbc(&kb[40..72], &kb[0..20], &self.iv_secret)?,
-                    RecordCipher::cbc(&kb[72..104], &kb[20..40], &self.iv_secret)?,
-                )
-            }
-        };
-        let (mine, theirs) = match self.role {
-            Role::Client => (client, server),
-            Role::Server => (server, client),
-        };
-        self.write[1] = WriteEpoch {
-            cipher: Some(mine),
-            next_seq: 0,
-        };
-        self.read = Some(ReadEpoch {
-            cipher: theirs,
-            window: ReplayWindow::default(),
-        });
-        Ok(())
+        Ok(Box::new(Certified {
+            n,
+            peer_key: key,
+            peer_fingerprint: fp,
+        }))
     }
 
     // ---------------------------------------------------------------- output ---------------
-
-    fn take_send_seq(&mut self) -> u16 {
-        let s = self.next_send_seq;
-        self.next_send_seq = self.next_send_seq.wrapping_add(1);
-        s
-    }
-
-    /// Adds a message to a flight being built, and to the transcript.
-    fn push_msg(
-        &mut self,
-        flight: &mut Vec<OutMsg>,
-        hs: &mut Hs,
-        msg_type: HandshakeType,
-        epoch: u16,
-        body: Vec<u8>,
-    ) {
-        let seq = self.take_send_seq();
-        hs.add(msg_type, seq, &body);
-        flight.push(OutMsg::Handshake {
-            msg_type,
-            seq,
-            epoch,
-            body,
-        });
-    }
-
-    /// Sends the current flight, fragmenting messages to the MTU and packing records into
-    /// datagrams (RFC 6347 §4.1.1, §4.2.3). Every send uses fresh record sequence numbers.
-    fn send_flight(&mut self, now: Instant, arm_timer: bool) {
-        let flight = std::mem::take(&mut self.flight);
-        let mtu = self.config.mtu;
-        let mut dgram = Vec::with_capacity(mtu);
-        for item in &flight {
-            match item {
-                OutMsg::ChangeCipherSpec => {
-                    if dgram.len() + HEADER_LEN + 1 > mtu {
-                        self.flush(&mut dgram);
-                    }
-                    let _ = self.put_record(&mut dgram, ContentType::CHANGE_CIPHER_SPEC, 0, &[1]);
-                    self.write_epoch = 1;
-                }
-                OutMsg::Handshake {
-                    msg_type,
-                    seq,
-                    epoch,
-                    body,
-                } => {
-                    let overhead = HEADER_LEN
-                        + HS_HEADER_LEN
-                        + self.write[usize::from(*epoch)]
-                            .cipher
-                            .as_ref()
-                            .map_or(0, RecordCipher::overhead);
-                    let mut offset = 0;
-                    loop {
-                        let left = body.len() - offset;
-                        let space = mtu.saturating_sub(dgram.len() + overhead);
-                        if space < left && space < 64 && !dgram.is_empty() {
-                            self.flush(&mut dgram);
-                            continue;
-                        }
-                        let n = left.min(space.max(1));
-                        let mut rec = Vec::with_capacity(HS_HEADER_LEN + n);
-                        HsHeader {
-                            msg_type: *msg_type,
-                            length: body.len() as u32,
-                            message_seq: *seq,
-                            fragment_offset: offset as u32,
-                            fragment_length: n as u32,
-                        }
-                        .write(&mut rec);
-                        rec.extend_from_slice(&body[offset..offset + n]);
-                        let _ = self.put_record(&mut dgram, ContentType::HANDSHAKE, *epoch, &rec);
-                        offset += n;
-                        if offset >= body.len() {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-        self.flush(&mut dgram);
-        self.flight = flight;
-        if arm_timer {
-            self.retransmit_at = Some(now + self.rto);
-        }
-    }
-
-    fn flush(&mut self, dgram: &mut Vec<u8>) {
-        if !dgram.is_empty() {
-            self.transmits.push_back(std::mem::take(dgram));
-        }
-    }
-
-    /// Appends one record in `epoch` to `out`.
-    fn put_record(
-        &mut self,
-        out: &mut Vec<u8>,
-        ct: ContentType,
-        epoch: u16,
-        data: &[u8],
-    ) -> Result<(), Error> {
-        let w = &mut self.write[usize::from(epoch)];
-        if w.next_seq > MAX_SEQ {
-            // RFC 6347 §4.1: sequence numbers must not wrap.
-            return Err(Error::Closed);
-        }
-        let seq = w.next_seq;
-        w.next_seq += 1;
-        match &w.cipher {
-            Some(c) => c.seal(out, ct, epoch, seq, data),
-            None => {
-                crate::record::put_header(out, ct, epoch, seq, data.len());
-                out.extend_from_slice(data);
-            }
-        }
-        Ok(())
-    }
-
-    fn send_alert(&mut self, level: AlertLevel, desc: AlertDescription) {
-        let lvl = match level {
-            AlertLevel::Warning => 1,
-            AlertLevel::Fatal => 2,
-        };
-        let mut out = Vec::new();
-        if self
-            .put_record(
-                &mut out,
-                ContentType::ALERT,
-                self.write_epoch,
-                &[lvl, desc.0],
-            )
-            .is_ok()
-        {
-            self.transmits.push_back(out);
-        }
-    }
 
     /// Fails the connection: fatal alert out (when the error has one), `Closed` event.
     fn fail(&mut self, e: Error) -> Error {
@@ -1688,134 +975,6 @@ impl Connection {
         self.handshake_deadline = None;
         self.flight.clear();
         self.events.push_back(Event::Closed { error });
-    }
-}
-
-/// Whether half an initial retransmission timeout passed since `last` (or nothing was sent):
-/// the pace at which unauthenticated input may make us send anything.
-fn quiet_since(last: Option<Instant>, now: Instant, config: &Config) -> bool {
-    let quiet = config.initial_retransmit_timeout / 2;
-    last.is_none_or(|t| now.saturating_duration_since(t) >= quiet)
-}
-
-/// RFC 5246 §7.4.1.4 / RFC 5246 §7.2.2: no suite in common. insufficient_security when the
-/// client offers only suites without forward secrecy or with weaker ciphers; else
-/// handshake_failure.
-fn no_common_suite(offered: &[u16]) -> Error {
-    // TLS_RSA_* (static RSA, no forward secrecy) and legacy 3DES/RC4/NULL suites.
-    const WEAK: [u16; 12] = [
-        0x0001, 0x0002, 0x0004, 0x0005, 0x000a, 0x002f, 0x0035, 0x003c, 0x003d, 0x009c, 0x009d,
-        0xc008,
-    ];
-    let real: Vec<u16> = offered
-        .iter()
-        .copied()
-        .filter(|s| *s != TLS_EMPTY_RENEGOTIATION_INFO_SCSV)
-        .collect();
-    if !real.is_empty() && real.iter().all(|s| WEAK.contains(s)) {
-        Error::InsufficientSecurity("only weak cipher suites offered")
-    } else {
-        Error::PeerIncompatible("no common cipher suite")
-    }
-}
-
-/// Checks both hellos share: extended_master_secret when required (RFC 7627 §5.3), an empty
-/// renegotiation_info (RFC 5746 §3.4, §3.6: this is never a renegotiation), and uncompressed
-/// points if point formats are listed at all (RFC 8422 §5.1.2).
-fn check_hello_extensions(ext: &Extensions, config: &Config) -> Result<(), Error> {
-    if !ext.extended_master_secret
-        && config.extended_master_secret == ExtendedMasterSecret::Required
-    {
-        return Err(Error::PeerIncompatible("no extended_master_secret"));
-    }
-    if ext
-        .renegotiation_info
-        .as_ref()
-        .is_some_and(|ri| !ri.is_empty())
-    {
-        return Err(Error::PeerIncompatible("non-empty renegotiation_info"));
-    }
-    if ext
-        .point_formats
-        .as_ref()
-        .is_some_and(|f| !f.contains(&POINT_UNCOMPRESSED))
-    {
-        return Err(Error::IllegalParameter("no uncompressed point format"));
-    }
-    Ok(())
-}
-
-/// An uncompressed P-256 point (RFC 8422 §5.4.1; compressed points are not negotiated).
-fn parse_share(public: &[u8]) -> Result<p256::PublicKey, Error> {
-    if public.len() != 65 || public[0] != 4 {
-        return Err(Error::IllegalParameter(
-            "ECDHE share is not an uncompressed P-256 point",
-        ));
-    }
-    p256::PublicKey::from_sec1_bytes(public)
-        .map_err(|_| Error::IllegalParameter("ECDHE share not on P-256"))
-}
-
-/// Verifies a `DigitallySigned` (its scheme and signature) over `signed` with
-/// ecdsa_secp256r1_sha256.
-fn verify_signature(
-    key: &VerifyingKey,
-    scheme: u16,
-    sig: &[u8],
-    signed: &[u8],
-) -> Result<(), Error> {
-    if scheme != ECDSA_SECP256R1_SHA256 {
-        return Err(Error::IllegalParameter("signature scheme not offered"));
-    }
-    let sig =
-        Signature::from_der(sig).map_err(|_| Error::DecryptError("malformed ECDSA signature"))?;
-    key.verify(signed, &sig)
-        .map_err(|_| Error::DecryptError("bad signature"))
-}
-
-fn client_server_key_exchange(
-    mut n: Box<Negotiated>,
-    msg: &Message,
-) -> Result<Box<Negotiated>, Error> {
-    let ske = ServerKeyExchange::read(&msg.body)?;
-    if ske.named_curve != SECP256R1 {
-        return Err(Error::IllegalParameter("ECDHE group not offered"));
-    }
-    let share = parse_share(&ske.public)?;
-    let Some((key, _)) = &n.peer else {
-        return Err(Error::UnexpectedMessage(
-            "ServerKeyExchange before Certificate",
-        ));
-    };
-    let params = ServerKeyExchange::params(ske.named_curve, &ske.public);
-    verify_signature(
-        key,
-        ske.scheme,
-        &ske.signature,
-        &n.hs.server_params_signed(&params),
-    )?;
-    n.server_share = Some(share);
-    n.hs.add(msg.msg_type, msg.seq, &msg.body);
-    Ok(n)
-}
-
-/// RFC 7627 §4 (session hash up to and including ClientKeyExchange) or RFC 5246 §8.1.
-fn derive_master(pms: &[u8], hs: &Hs, ems: bool) -> MasterSecret {
-    if ems {
-        prf::extended_master_secret(pms, &hs.hash())
-    } else {
-        prf::master_secret(pms, &hs.client_random, &hs.server_random)
-    }
-}
-
-/// RFC 5246 §7.4.9: compare verify_data in constant time.
-fn check_finished(k: &Keyed, from_client: bool, body: &[u8]) -> Result<(), Error> {
-    let got = read_finished(body)?;
-    let want = prf::verify_data(&k.master, from_client, &k.hs.hash());
-    if bool::from(got.ct_eq(&want)) {
-        Ok(())
-    } else {
-        Err(Error::DecryptError("Finished verify_data"))
     }
 }
 
