@@ -27,8 +27,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use callsec_srtp::{MasterKey, ProtectionProfile};
-use p256::ecdsa::signature::{Signer, Verifier};
-use p256::ecdsa::{DerSignature, Signature, VerifyingKey};
 use rand_core::CryptoRngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -37,6 +35,7 @@ use zeroize::Zeroizing;
 use crate::cert::{Fingerprint, public_key_of};
 use crate::codec::Reader;
 use crate::config::{CipherSuite, Config, ExtendedMasterSecret};
+use crate::crypto::{EcdhKey, PeerKey, ecdh_public, ecdh_shared, verify_signature};
 use crate::cookie::{self, Verdict};
 use crate::error::{AlertDescription, AlertLevel, Error};
 use crate::fragment::{Inserted, MAX_AHEAD, Message, Reassembler};
@@ -250,36 +249,18 @@ impl EcdhSeed {
         Self(b)
     }
 
-    /// The P-256 secret: the bytes as a scalar, re-hashed in the negligible case that they
-    /// are zero or not below the group order.
-    fn key(&self) -> p256::SecretKey {
-        let mut b = self.0.clone();
-        loop {
-            if let Ok(k) = p256::SecretKey::from_bytes((&*b).into()) {
-                return k;
-            }
-            *b = Sha256::digest(&b[..]).into();
-        }
+    /// The ECDHE key of `provider` (RustCrypto makes it from these bytes; `ring` from the
+    /// OS RNG, see `crypto::EcdhKey`).
+    fn key(&self, provider: crate::Provider) -> EcdhKey {
+        EcdhKey::generate(provider, &self.0)
     }
-}
-
-/// Our ECDHE share as an uncompressed point (RFC 8422 §5.4.1).
-fn ecdh_public(key: &p256::SecretKey) -> Vec<u8> {
-    use p256::elliptic_curve::sec1::ToEncodedPoint;
-    key.public_key().to_encoded_point(false).as_bytes().to_vec()
-}
-
-/// The premaster secret: the x-coordinate of the shared point (RFC 8422 §5.10).
-fn ecdh_shared(key: &p256::SecretKey, peer: &p256::PublicKey) -> Zeroizing<Vec<u8>> {
-    let shared = p256::ecdh::diffie_hellman(key.to_nonzero_scalar(), peer.as_affine());
-    Zeroizing::new(shared.raw_secret_bytes().to_vec())
 }
 
 /// Client, before the ServerHello.
 #[derive(Clone)]
 struct ClientStart {
     hs: Hs,
-    ecdh: p256::SecretKey,
+    ecdh: EcdhKey,
     hello: ClientHello,
     hello_seq: u16,
     hello_verifies: u8,
@@ -296,12 +277,12 @@ struct ServerStart {
 #[derive(Clone)]
 struct Negotiated {
     hs: Hs,
-    ecdh: p256::SecretKey,
+    ecdh: EcdhKey,
     suite: CipherSuite,
     profile: ProtectionProfile,
     ems: bool,
     /// The peer's certificate key and fingerprint, once its Certificate arrived.
-    peer: Option<(VerifyingKey, Fingerprint)>,
+    peer: Option<(PeerKey, Fingerprint)>,
     /// Client: the server's ECDHE share from ServerKeyExchange.
     server_share: Option<p256::PublicKey>,
 }
@@ -314,7 +295,7 @@ struct Keyed {
     profile: ProtectionProfile,
     ems: bool,
     master: MasterSecret,
-    peer_key: VerifyingKey,
+    peer_key: PeerKey,
     peer_fingerprint: Fingerprint,
 }
 
@@ -397,7 +378,7 @@ impl Connection {
         let mut conn = Self::new(Role::Client, config, expected, None, rng)?;
         let mut client_random = [0u8; 32];
         rng.fill_bytes(&mut client_random);
-        let ecdh = EcdhSeed::new(rng).key();
+        let ecdh = EcdhSeed::new(rng).key(conn.config.provider);
         let cfg = &conn.config;
         let hello = ClientHello {
             client_version: DTLS12,
@@ -1143,7 +1124,7 @@ impl Connection {
         {
             return Err(Error::BadCertificate("fingerprint mismatch"));
         }
-        let key = public_key_of(leaf)?;
+        let key = PeerKey::new(public_key_of(leaf)?, self.config.provider);
         n.peer = Some((key, fp));
         n.hs.add(msg.msg_type, msg.seq, &msg.body);
         Ok(n)
@@ -1175,9 +1156,13 @@ impl Connection {
             0,
             write_client_key_exchange(&public),
         );
-        let pms = ecdh_shared(&n.ecdh, &share);
+        let pms = ecdh_shared(&n.ecdh, &share)?;
         let master = derive_master(&pms, &n.hs, n.ems);
-        let sig: DerSignature = self.config.certificate.signing_key().sign(&n.hs.transcript);
+        let sig = crate::crypto::sign(
+            &self.config.certificate,
+            self.config.provider,
+            &n.hs.transcript,
+        );
         let body = write_digitally_signed(ECDSA_SECP256R1_SHA256, sig.as_bytes());
         self.push_msg(
             &mut flight,
@@ -1282,7 +1267,7 @@ impl Connection {
             ecdh,
         } = s;
         // The cookie is valid: only now is the ECDHE key made.
-        let ecdh = ecdh.key();
+        let ecdh = ecdh.key(self.config.provider);
         let mut hs = Hs {
             client_random: ch.random,
             server_random,
@@ -1324,11 +1309,11 @@ impl Connection {
         self.push_msg(&mut flight, &mut hs, HandshakeType::CERTIFICATE, 0, cert);
         let public = ecdh_public(&ecdh);
         let params = ServerKeyExchange::params(SECP256R1, &public);
-        let sig: DerSignature = self
-            .config
-            .certificate
-            .signing_key()
-            .sign(&hs.server_params_signed(&params));
+        let sig = crate::crypto::sign(
+            &self.config.certificate,
+            self.config.provider,
+            &hs.server_params_signed(&params),
+        );
         let ske = ServerKeyExchange {
             named_curve: SECP256R1,
             public: public.to_vec(),
@@ -1390,7 +1375,7 @@ impl Connection {
                 "ClientKeyExchange before Certificate",
             ));
         };
-        let pms = ecdh_shared(&n.ecdh, &share);
+        let pms = ecdh_shared(&n.ecdh, &share)?;
         let master = derive_master(&pms, &n.hs, n.ems);
         self.install_keys(n.suite, &master, &n.hs)?;
         Ok(State::ServerExpectCertificateVerify(Box::new(Keyed {
@@ -1502,8 +1487,8 @@ impl Connection {
                 // client_write_key[16] server_write_key[16] client_write_IV[4] server_write_IV[4]
                 let kb = prf::key_block(master, &hs.client_random, &hs.server_random, 40);
                 (
-                    RecordCipher::gcm(&kb[0..16], &kb[32..36])?,
-                    RecordCipher::gcm(&kb[16..32], &kb[36..40])?,
+                    RecordCipher::gcm(&kb[0..16], &kb[32..36], self.config.provider)?,
+                    RecordCipher::gcm(&kb[16..32], &kb[36..40], self.config.provider)?,
                 )
             }
             CipherSuite::EcdheEcdsaAes256CbcSha => {
@@ -1754,23 +1739,6 @@ fn parse_share(public: &[u8]) -> Result<p256::PublicKey, Error> {
     }
     p256::PublicKey::from_sec1_bytes(public)
         .map_err(|_| Error::IllegalParameter("ECDHE share not on P-256"))
-}
-
-/// Verifies a `DigitallySigned` (its scheme and signature) over `signed` with
-/// ecdsa_secp256r1_sha256.
-fn verify_signature(
-    key: &VerifyingKey,
-    scheme: u16,
-    sig: &[u8],
-    signed: &[u8],
-) -> Result<(), Error> {
-    if scheme != ECDSA_SECP256R1_SHA256 {
-        return Err(Error::IllegalParameter("signature scheme not offered"));
-    }
-    let sig =
-        Signature::from_der(sig).map_err(|_| Error::DecryptError("malformed ECDSA signature"))?;
-    key.verify(signed, &sig)
-        .map_err(|_| Error::DecryptError("bad signature"))
 }
 
 fn client_server_key_exchange(
