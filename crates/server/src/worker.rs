@@ -192,7 +192,6 @@ async fn run(
                     let got = socket.try_io(Interest::READABLE, || {
                         state.recv((&socket).into(), &mut slices, &mut metas)
                     });
-                    drop(slices);
                     let n = match got {
                         Ok(n) => n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -274,7 +274,7 @@ mod tests {
             p.extend_from_slice(&[len_byte, 1, 2, 3]);
             let mut v = RtpView::new(&mut p).unwrap();
             let _ = v.extension(len_byte >> 4);
-            v.map_extension_ids(|id| Some(id));
+            v.map_extension_ids(Some);
             v.map_extension_ids(|_| None);
         }
         assert_eq!(
