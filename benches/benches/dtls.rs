@@ -17,8 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use callsec_dtls::{
-    Certificate, CipherSuite, Config, Connection, Fingerprint, HelloCheck, HelloVerifier,
-    Provider,
+    Certificate, CipherSuite, Config, Connection, Fingerprint, HelloCheck, HelloVerifier, Provider,
 };
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand_chacha::ChaCha20Rng;

@@ -116,7 +116,9 @@ impl Config {
 
     pub(crate) fn validate(&self) -> Result<(), Error> {
         if !crate::crypto::PROVIDERS.contains(&self.provider) {
-            return Err(Error::Config("crypto provider not compiled into callsec-dtls"));
+            return Err(Error::Config(
+                "crypto provider not compiled into callsec-dtls",
+            ));
         }
         if self.cipher_suites.is_empty() {
             return Err(Error::Config("no cipher suite"));

@@ -35,8 +35,8 @@ use zeroize::Zeroizing;
 use crate::cert::{Fingerprint, public_key_of};
 use crate::codec::Reader;
 use crate::config::{CipherSuite, Config, ExtendedMasterSecret};
-use crate::crypto::{EcdhKey, PeerKey, ecdh_public, ecdh_shared, verify_signature};
 use crate::cookie::{self, Verdict};
+use crate::crypto::{EcdhKey, PeerKey, ecdh_public, ecdh_shared, verify_signature};
 use crate::error::{AlertDescription, AlertLevel, Error};
 use crate::fragment::{Inserted, MAX_AHEAD, Message, Reassembler};
 use crate::handshake::{

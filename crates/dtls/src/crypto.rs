@@ -75,7 +75,7 @@ impl Backend {
 /// AES-128-GCM keyed once for one direction of one epoch.
 pub(crate) enum Aes128GcmKey {
     #[cfg(feature = "ring")]
-    Ring(ring::aead::LessSafeKey),
+    Ring(Box<ring::aead::LessSafeKey>),
     RustCrypto(Box<Aes128Gcm>),
 }
 
@@ -85,7 +85,7 @@ impl Aes128GcmKey {
         match Backend::of(provider) {
             #[cfg(feature = "ring")]
             Backend::Ring => ring::aead::UnboundKey::new(&ring::aead::AES_128_GCM, key)
-                .map(|k| Self::Ring(ring::aead::LessSafeKey::new(k)))
+                .map(|k| Self::Ring(Box::new(ring::aead::LessSafeKey::new(k))))
                 .map_err(|_| bad()),
             Backend::RustCrypto => Aes128Gcm::new_from_slice(key)
                 .map(|k| Self::RustCrypto(Box::new(k)))
@@ -215,11 +215,7 @@ pub(crate) fn ecdh_shared(
         EcdhKey::Ring { key, .. } => {
             use p256::elliptic_curve::sec1::ToEncodedPoint;
             let used = Error::UnexpectedMessage("ECDHE key already used");
-            let private = key
-                .lock()
-                .map_err(|_| used.clone())?
-                .take()
-                .ok_or(used)?;
+            let private = key.lock().map_err(|_| used.clone())?.take().ok_or(used)?;
             let point = peer.to_encoded_point(false);
             let peer = ring::agreement::UnparsedPublicKey::new(
                 &ring::agreement::ECDH_P256,
@@ -329,8 +325,7 @@ mod tests {
                 assert_eq!(*sa, *sb, "{a} with {b}");
                 let sig = sign(&cert, a, b"signed");
                 let key = PeerKey::new(*cert.signing_key().verifying_key(), b);
-                verify_signature(&key, ECDSA_SECP256R1_SHA256, sig.as_bytes(), b"signed")
-                    .unwrap();
+                verify_signature(&key, ECDSA_SECP256R1_SHA256, sig.as_bytes(), b"signed").unwrap();
                 assert!(
                     verify_signature(&key, ECDSA_SECP256R1_SHA256, sig.as_bytes(), b"other")
                         .is_err()

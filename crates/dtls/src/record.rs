@@ -11,8 +11,8 @@
 //! ```
 
 use aes::Aes256;
-use aes::cipher::{BlockEncrypt, InnerIvInit};
 use aes::cipher::KeyInit;
+use aes::cipher::{BlockEncrypt, InnerIvInit};
 use cbc::cipher::block_padding::NoPadding;
 use cbc::cipher::{BlockDecryptMut, BlockEncryptMut};
 use hmac::{Hmac, Mac};

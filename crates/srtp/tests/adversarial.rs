@@ -257,7 +257,9 @@ fn failed_unprotect_leaves_no_plaintext_and_no_state() {
             bad[at] ^= 1;
             assert!(rx.unprotect_rtcp(&mut bad).is_err());
             assert!(
-                !bad[8..].windows(16).any(|w| plain_rtcp[8..].windows(16).any(|x| x == w)),
+                !bad[8..]
+                    .windows(16)
+                    .any(|w| plain_rtcp[8..].windows(16).any(|x| x == w)),
                 "{provider} {profile}: RTCP plaintext left in the buffer"
             );
             // No state moved: the genuine packets are the first ones seen.
