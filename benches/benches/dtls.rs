@@ -2,19 +2,22 @@
 //! callsec and for webrtc-dtls, in one binary; plus a callsec server's cost to answer a
 //! ClientHello with a stateless HelloVerifyRequest.
 //!
-//! Group `dtls-handshake`; ids `callsec/<suite>`, `webrtc-dtls/<suite>`,
-//! `callsec/hello-verify-request` (a fresh server `Connection` answers) and
-//! `callsec/hello-verifier` (the endpoint's `HelloVerifier` answers). Certificates are made outside the timed loop for both.
+//! Group `dtls-handshake`; ids `callsec/<suite>` (the default crypto provider, ring),
+//! `callsec-rustcrypto/<suite>`, `webrtc-dtls/<suite>`, `callsec-server/<suite>` and
+//! `callsec-rustcrypto-server/<suite>` (the same handshake, timing only the server's calls:
+//! its cost per handshake), `callsec/hello-verify-request` (a fresh server `Connection`
+//! answers) and `callsec/hello-verifier` (the endpoint's `HelloVerifier` answers).
+//! Certificates are made outside the timed loop for both.
 //! webrtc-dtls needs an async runtime and a transport: it runs on a current-thread tokio
 //! runtime over webrtc-util's in-memory pipe, the cheapest transport it offers.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use callsec_dtls::{
-    Certificate, CipherSuite, Config, Connection, Fingerprint, HelloCheck, HelloVerifier,
+    Certificate, CipherSuite, Config, Connection, Fingerprint, HelloCheck, HelloVerifier, Provider,
 };
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand_chacha::ChaCha20Rng;
@@ -31,12 +34,14 @@ fn suite_name(s: CipherSuite) -> &'static str {
     }
 }
 
-/// One complete callsec handshake between two in-memory peers.
-fn callsec_handshake(cc: &Arc<Config>, sc: &Arc<Config>, seed: u64) {
+/// One complete callsec handshake between two in-memory peers; returns the time spent in
+/// the server's calls.
+fn callsec_handshake(cc: &Arc<Config>, sc: &Arc<Config>, seed: u64) -> Duration {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
     let now = Instant::now();
     let mut client =
         Connection::client(cc.clone(), &[sc.certificate.fingerprint()], now, &mut rng).unwrap();
+    let t = Instant::now();
     let mut server = Connection::server(
         sc.clone(),
         &[cc.certificate.fingerprint()],
@@ -44,15 +49,27 @@ fn callsec_handshake(cc: &Arc<Config>, sc: &Arc<Config>, seed: u64) {
         &mut rng,
     )
     .unwrap();
+    let mut in_server = t.elapsed();
+    let mut to_server = Vec::new();
     while !(client.is_connected() && server.is_connected()) {
         while let Some(d) = client.poll_transmit() {
+            to_server.push(d);
+        }
+        let t = Instant::now();
+        for d in to_server.drain(..) {
             server.handle_datagram(now, &d).unwrap();
         }
+        let mut out = Vec::new();
         while let Some(d) = server.poll_transmit() {
+            out.push(d);
+        }
+        in_server += t.elapsed();
+        for d in out {
             client.handle_datagram(now, &d).unwrap();
         }
     }
     black_box((client.poll_event(), server.poll_event()));
+    in_server
 }
 
 fn w_config(cert: &webrtc_dtls::crypto::Certificate, suite: CipherSuite) -> WConfig {
@@ -86,19 +103,37 @@ fn bench(c: &mut Criterion) {
     let ws =
         webrtc_dtls::crypto::Certificate::generate_self_signed(vec!["server".to_string()]).unwrap();
     for suite in CipherSuite::ALL {
-        let mk = |rng: &mut ChaCha20Rng| {
-            let mut c = Config::new(Certificate::generate(rng));
-            c.cipher_suites = vec![suite];
-            Arc::new(c)
-        };
-        let (cc, sc) = (mk(&mut rng), mk(&mut rng));
-        let mut seed = 0u64;
-        g.bench_function(BenchmarkId::new("callsec", suite_name(suite)), |b| {
-            b.iter(|| {
-                seed += 1;
-                callsec_handshake(&cc, &sc, seed)
-            })
-        });
+        for &provider in Provider::ALL {
+            let mk = |rng: &mut ChaCha20Rng| {
+                let mut c = Config::new(Certificate::generate(rng));
+                c.cipher_suites = vec![suite];
+                c.provider = provider;
+                Arc::new(c)
+            };
+            let (cc, sc) = (mk(&mut rng), mk(&mut rng));
+            let name = match provider {
+                Provider::Ring => "callsec",
+                _ => "callsec-rustcrypto",
+            };
+            let mut seed = 0u64;
+            g.bench_function(BenchmarkId::new(name, suite_name(suite)), |b| {
+                b.iter(|| {
+                    seed += 1;
+                    callsec_handshake(&cc, &sc, seed)
+                })
+            });
+            let server = format!("{name}-server");
+            g.bench_function(BenchmarkId::new(server, suite_name(suite)), |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| {
+                            seed += 1;
+                            callsec_handshake(&cc, &sc, seed)
+                        })
+                        .sum()
+                })
+            });
+        }
         g.bench_function(BenchmarkId::new("webrtc-dtls", suite_name(suite)), |b| {
             b.iter(|| {
                 rt.block_on(async {

@@ -12,8 +12,13 @@
 //!   from the sender, protect a copy for one receiver), per profile;
 //! - `dtls::handshake`: one full handshake per suite, both sides in memory, as in `dtls.rs`.
 //!
+//! Cases use the default crypto provider (ring); the `_rustcrypto` cases repeat the GCM ones
+//! with RustCrypto (CM is RustCrypto under every provider).
+//!
 //! Randomness is a seeded ChaCha20 and nothing reads the clock except `Instant::now()` as an
-//! opaque argument, so every run follows the same path.
+//! opaque argument, so every RustCrypto run follows the same path; under ring the ECDHE keys
+//! and signature nonces come from the OS, which moves a handshake's count by a few
+//! instructions at most (ring's P-256 is constant-time).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
@@ -21,7 +26,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use callsec_dtls::{Certificate, CipherSuite, Config as DtlsConfig, Connection};
-use callsec_srtp::{Config, Context, MasterKey, ProtectionProfile};
+use callsec_srtp::{Config, Context, MasterKey, ProtectionProfile, Provider};
 use gungraun::{
     Callgrind, LibraryBenchmarkConfig, library_benchmark, library_benchmark_group, main,
 };
@@ -36,9 +41,15 @@ const WARM: u16 = 8;
 const GCM: ProtectionProfile = ProtectionProfile::AeadAes128Gcm;
 const CM: ProtectionProfile = ProtectionProfile::Aes128CmHmacSha1_80;
 
-fn context(profile: ProtectionProfile) -> Context {
+/// The default crypto provider (ring) and the portable one.
+const DEFAULT: Provider = Provider::DEFAULT;
+const RUSTCRYPTO: Provider = Provider::RustCrypto;
+
+fn context(profile: ProtectionProfile, provider: Provider) -> Context {
     let key = MasterKey::new(profile, &KEY, &SALT[..profile.salt_len()]).unwrap();
-    Context::new(&key, Config::default()).unwrap()
+    let mut config = Config::default();
+    config.provider = provider;
+    Context::new(&key, config).unwrap()
 }
 
 /// A plain RTP packet (12-byte header) with `payload` bytes, in a buffer with room for a tag.
@@ -56,8 +67,12 @@ fn rtp(seq: u16, payload: usize) -> Vec<u8> {
 }
 
 /// A sender context that has protected `WARM` packets, and the next plain packet.
-fn protect_setup(profile: ProtectionProfile, payload: usize) -> (Context, Vec<u8>, usize) {
-    let mut tx = context(profile);
+fn protect_setup(
+    profile: ProtectionProfile,
+    payload: usize,
+    provider: Provider,
+) -> (Context, Vec<u8>, usize) {
+    let mut tx = context(profile, provider);
     for seq in 1..=WARM {
         tx.protect_rtp(&mut rtp(seq, payload), 12 + payload)
             .unwrap();
@@ -66,9 +81,13 @@ fn protect_setup(profile: ProtectionProfile, payload: usize) -> (Context, Vec<u8
 }
 
 /// A receiver context that has unprotected `WARM` packets, and the next protected packet.
-fn unprotect_setup(profile: ProtectionProfile, payload: usize) -> (Context, Vec<u8>) {
-    let mut tx = context(profile);
-    let mut rx = context(profile);
+fn unprotect_setup(
+    profile: ProtectionProfile,
+    payload: usize,
+    provider: Provider,
+) -> (Context, Vec<u8>) {
+    let mut tx = context(profile, provider);
+    let mut rx = context(profile, provider);
     let mut next = |seq| {
         let mut p = rtp(seq, payload);
         let n = tx.protect_rtp(&mut p, 12 + payload).unwrap();
@@ -83,18 +102,23 @@ fn unprotect_setup(profile: ProtectionProfile, payload: usize) -> (Context, Vec<
 
 /// A receiver context and one outgoing context, both warm, the sender's next protected
 /// packet and a buffer for the receiver's copy.
-fn forward_setup(profile: ProtectionProfile) -> (Context, Context, Vec<u8>, Vec<u8>) {
+fn forward_setup(
+    profile: ProtectionProfile,
+    provider: Provider,
+) -> (Context, Context, Vec<u8>, Vec<u8>) {
     let payload = 1200;
-    let (rx, packet) = unprotect_setup(profile, payload);
-    let (out, _, _) = protect_setup(profile, payload);
+    let (rx, packet) = unprotect_setup(profile, payload, provider);
+    let (out, _, _) = protect_setup(profile, payload, provider);
     (rx, out, packet, vec![0u8; 12 + payload + 64])
 }
 
 #[library_benchmark]
-#[bench::gcm_160(args = (GCM, 160), setup = protect_setup)]
-#[bench::gcm_1200(args = (GCM, 1200), setup = protect_setup)]
-#[bench::cm_160(args = (CM, 160), setup = protect_setup)]
-#[bench::cm_1200(args = (CM, 1200), setup = protect_setup)]
+#[bench::gcm_160(args = (GCM, 160, DEFAULT), setup = protect_setup)]
+#[bench::gcm_1200(args = (GCM, 1200, DEFAULT), setup = protect_setup)]
+#[bench::cm_160(args = (CM, 160, DEFAULT), setup = protect_setup)]
+#[bench::cm_1200(args = (CM, 1200, DEFAULT), setup = protect_setup)]
+#[bench::gcm_160_rustcrypto(args = (GCM, 160, RUSTCRYPTO), setup = protect_setup)]
+#[bench::gcm_1200_rustcrypto(args = (GCM, 1200, RUSTCRYPTO), setup = protect_setup)]
 fn protect(state: (Context, Vec<u8>, usize)) -> (Context, Vec<u8>, usize) {
     let (mut ctx, mut buf, len) = state;
     let n = ctx.protect_rtp(black_box(&mut buf), len).unwrap();
@@ -102,10 +126,12 @@ fn protect(state: (Context, Vec<u8>, usize)) -> (Context, Vec<u8>, usize) {
 }
 
 #[library_benchmark]
-#[bench::gcm_160(args = (GCM, 160), setup = unprotect_setup)]
-#[bench::gcm_1200(args = (GCM, 1200), setup = unprotect_setup)]
-#[bench::cm_160(args = (CM, 160), setup = unprotect_setup)]
-#[bench::cm_1200(args = (CM, 1200), setup = unprotect_setup)]
+#[bench::gcm_160(args = (GCM, 160, DEFAULT), setup = unprotect_setup)]
+#[bench::gcm_1200(args = (GCM, 1200, DEFAULT), setup = unprotect_setup)]
+#[bench::cm_160(args = (CM, 160, DEFAULT), setup = unprotect_setup)]
+#[bench::cm_1200(args = (CM, 1200, DEFAULT), setup = unprotect_setup)]
+#[bench::gcm_160_rustcrypto(args = (GCM, 160, RUSTCRYPTO), setup = unprotect_setup)]
+#[bench::gcm_1200_rustcrypto(args = (GCM, 1200, RUSTCRYPTO), setup = unprotect_setup)]
 fn unprotect(state: (Context, Vec<u8>)) -> (Context, Vec<u8>, usize) {
     let (mut ctx, mut buf) = state;
     let n = ctx.unprotect_rtp(black_box(&mut buf)).unwrap();
@@ -113,8 +139,9 @@ fn unprotect(state: (Context, Vec<u8>)) -> (Context, Vec<u8>, usize) {
 }
 
 #[library_benchmark]
-#[bench::gcm_1200(args = (GCM), setup = forward_setup)]
-#[bench::cm_1200(args = (CM), setup = forward_setup)]
+#[bench::gcm_1200(args = (GCM, DEFAULT), setup = forward_setup)]
+#[bench::cm_1200(args = (CM, DEFAULT), setup = forward_setup)]
+#[bench::gcm_1200_rustcrypto(args = (GCM, RUSTCRYPTO), setup = forward_setup)]
 fn forward(state: (Context, Context, Vec<u8>, Vec<u8>)) -> (Context, Context, Vec<u8>, Vec<u8>) {
     let (mut rx, mut out, mut packet, mut copy) = state;
     let m = rx.unprotect_rtp(black_box(&mut packet)).unwrap();
@@ -125,11 +152,15 @@ fn forward(state: (Context, Context, Vec<u8>, Vec<u8>)) -> (Context, Context, Ve
 
 /// Client and server configurations offering only `suite`, with certificates made here
 /// (not counted), and the seeded RNG the handshake draws from.
-fn handshake_setup(suite: CipherSuite) -> (Arc<DtlsConfig>, Arc<DtlsConfig>, ChaCha20Rng) {
+fn handshake_setup(
+    suite: CipherSuite,
+    provider: Provider,
+) -> (Arc<DtlsConfig>, Arc<DtlsConfig>, ChaCha20Rng) {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let mut mk = || {
         let mut c = DtlsConfig::new(Certificate::generate(&mut rng));
         c.cipher_suites = vec![suite];
+        c.provider = provider;
         Arc::new(c)
     };
     let (cc, sc) = (mk(), mk());
@@ -138,11 +169,15 @@ fn handshake_setup(suite: CipherSuite) -> (Arc<DtlsConfig>, Arc<DtlsConfig>, Cha
 
 #[library_benchmark]
 #[bench::ecdhe_ecdsa_aes128_gcm(
-    args = (CipherSuite::EcdheEcdsaAes128GcmSha256),
+    args = (CipherSuite::EcdheEcdsaAes128GcmSha256, DEFAULT),
     setup = handshake_setup
 )]
 #[bench::ecdhe_ecdsa_aes256_cbc(
-    args = (CipherSuite::EcdheEcdsaAes256CbcSha),
+    args = (CipherSuite::EcdheEcdsaAes256CbcSha, DEFAULT),
+    setup = handshake_setup
+)]
+#[bench::ecdhe_ecdsa_aes128_gcm_rustcrypto(
+    args = (CipherSuite::EcdheEcdsaAes128GcmSha256, RUSTCRYPTO),
     setup = handshake_setup
 )]
 fn handshake(state: (Arc<DtlsConfig>, Arc<DtlsConfig>, ChaCha20Rng)) -> (Connection, Connection) {

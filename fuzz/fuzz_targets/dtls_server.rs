@@ -7,7 +7,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use callsec_dtls::{Certificate, Config, Connection, Fingerprint};
+use callsec_dtls::{Certificate, Config, Connection, Fingerprint, Provider};
 use libfuzzer_sys::fuzz_target;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -19,6 +19,8 @@ fn config() -> Arc<Config> {
             let mut rng = ChaCha20Rng::seed_from_u64(1);
             let mut c = Config::new(Certificate::generate(&mut rng));
             c.cookie_exchange = false;
+            // Deterministic: the ECDHE key and signatures come from the seeded RNG.
+            c.provider = Provider::RustCrypto;
             Arc::new(c)
         })
         .clone()

@@ -310,7 +310,16 @@ fn summary(criterion_dir: &Path, group: &str, printed: &Printed) {
         .filter(|e| e.path().is_dir() && e.file_name() != "report")
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    ids.sort_by_key(|id| (id != "callsec", id == "floor", id.clone()));
+    // callsec (the default provider) first, then its other providers, the rivals, and the
+    // floors last.
+    ids.sort_by_key(|id| {
+        (
+            id != "callsec",
+            !id.starts_with("callsec"),
+            id.starts_with("floor"),
+            id.clone(),
+        )
+    });
     let mut rows = Vec::new();
     for id in &ids {
         for e in std::fs::read_dir(dir.join(id))
@@ -384,18 +393,30 @@ fn summary(criterion_dir: &Path, group: &str, printed: &Printed) {
         }
         println!();
     }
-    if ids.iter().any(|i| i == "floor") && ids.iter().any(|i| i == "callsec") {
-        println!("callsec / floor:");
-        let median = |id: &str, p: &str| {
-            rows.iter()
-                .find(|r| r.id == id && r.param == p)
-                .map(|r| r.median_ns)
-        };
-        let mut params: Vec<&str> = rows.iter().map(|r| r.param.as_str()).collect();
-        params.dedup();
-        for p in params {
-            if let (Some(c), Some(f)) = (median("callsec", p), median("floor", p)) {
-                println!("  {p:<34} {:.2}x", c / f);
+    // Ratios within this run: each provider against its own floor, and the default against
+    // each rival.
+    let median = |id: &str, p: &str| {
+        rows.iter()
+            .find(|r| r.id == id && r.param == p)
+            .map(|r| r.median_ns)
+    };
+    let mut params: Vec<&str> = rows.iter().map(|r| r.param.as_str()).collect();
+    params.dedup();
+    let pairs = [
+        ("callsec", "floor"),
+        ("callsec-rustcrypto", "floor-rustcrypto"),
+        ("callsec", "webrtc-srtp"),
+        ("callsec", "webrtc-dtls"),
+        ("callsec-rustcrypto", "webrtc-dtls"),
+    ];
+    for (a, b) in pairs {
+        if !(ids.iter().any(|i| i == a) && ids.iter().any(|i| i == b)) {
+            continue;
+        }
+        println!("{a} / {b}:");
+        for p in &params {
+            if let (Some(x), Some(y)) = (median(a, p), median(b, p)) {
+                println!("  {p:<34} {:.2}x", x / y);
             }
         }
     }

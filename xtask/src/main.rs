@@ -135,7 +135,22 @@ fn ci() -> Result {
 fn test() -> Result {
     let mut t = cargo();
     t.args(["test", "--workspace", "--no-fail-fast"]);
-    run("tests", t)
+    run("tests", t)?;
+    // The workspace runs with the default crypto provider (ring; tests that loop over
+    // `Provider::ALL` cover RustCrypto too). Once more, the protocol crates built without
+    // ring: RustCrypto as the only provider, the default in every test (two small crates,
+    // so this adds little CI time).
+    let mut t = cargo();
+    t.args([
+        "test",
+        "--no-fail-fast",
+        "-p",
+        "callsec-srtp",
+        "-p",
+        "callsec-dtls",
+        "--no-default-features",
+    ]);
+    run("tests, RustCrypto provider only (srtp, dtls)", t)
 }
 
 fn interop() -> Result {

@@ -95,11 +95,18 @@ impl FromStr for Fingerprint {
 }
 
 /// A certificate with its private key: what this side presents in the handshake.
+///
+/// The key is usable by every crypto provider: `p256` holds it, and with the `ring` feature
+/// ring holds a copy for the handshake's signatures under [`Provider::Ring`].
+///
+/// [`Provider::Ring`]: crate::Provider
 #[derive(Clone)]
 pub struct Certificate {
     der: Vec<u8>,
     key: SigningKey,
     fingerprint: Fingerprint,
+    #[cfg(feature = "ring")]
+    ring: Option<std::sync::Arc<ring::signature::EcdsaKeyPair>>,
 }
 
 impl fmt::Debug for Certificate {
@@ -125,6 +132,11 @@ impl Certificate {
     /// Generates a fresh P-256 key and a self-signed X.509 v3 certificate for it, subject and
     /// issuer `CN=callsec`, valid 2000-01-01 to 2049-12-31 (WebRTC peers check the
     /// fingerprint, not dates or names).
+    ///
+    /// The key and serial number come from `rng` whatever the provider (pass the OS RNG in
+    /// production; a seeded RNG gives the same certificate and fingerprint every time). Only
+    /// the per-handshake keys and signature nonces come from ring's own OS RNG under the
+    /// `ring` provider.
     pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
         let key = SigningKey::random(rng);
         let mut serial = [0u8; 16];
@@ -167,11 +179,30 @@ impl Certificate {
             0x30,
             &[tbs, ECDSA_WITH_SHA256.to_vec(), der(0x03, &bits)].concat(),
         );
-        let fingerprint = Fingerprint::of_der(&cert);
+        Self::with_key(cert, key)
+    }
+
+    /// The certificate `der` with its key; with the `ring` feature, ring gets the key too.
+    fn with_key(der: Vec<u8>, key: SigningKey) -> Self {
+        #[cfg(feature = "ring")]
+        let ring = {
+            let private = zeroize::Zeroizing::new(key.to_bytes());
+            let public = key.verifying_key().to_encoded_point(false);
+            ring::signature::EcdsaKeyPair::from_private_key_and_public_key(
+                &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+                &private,
+                public.as_bytes(),
+                &ring::rand::SystemRandom::new(),
+            )
+            .ok()
+            .map(std::sync::Arc::new)
+        };
         Self {
-            der: cert,
+            fingerprint: Fingerprint::of_der(&der),
+            der,
             key,
-            fingerprint,
+            #[cfg(feature = "ring")]
+            ring,
         }
     }
 
@@ -185,12 +216,7 @@ impl Certificate {
         if public != *key.verifying_key() {
             return Err(Error::Config("key does not match certificate"));
         }
-        let fingerprint = Fingerprint::of_der(&cert_der);
-        Ok(Self {
-            der: cert_der,
-            key,
-            fingerprint,
-        })
+        Ok(Self::with_key(cert_der, key))
     }
 
     /// The certificate's DER bytes.
@@ -205,6 +231,12 @@ impl Certificate {
 
     pub(crate) fn signing_key(&self) -> &SigningKey {
         &self.key
+    }
+
+    /// ring's copy of the key (absent only if ring refused it, when `p256` signs instead).
+    #[cfg(feature = "ring")]
+    pub(crate) fn ring_key(&self) -> Option<&ring::signature::EcdsaKeyPair> {
+        self.ring.as_deref()
     }
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use callsec_srtp::ProtectionProfile;
 
 use crate::cert::Certificate;
+use crate::crypto::Provider;
 use crate::error::Error;
 use crate::handshake::{
     TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA,
@@ -87,6 +88,10 @@ pub struct Config {
     /// Whether a server demands a stateless cookie (HelloVerifyRequest, RFC 6347 §4.2.1)
     /// before it keeps handshake state (default: on).
     pub cookie_exchange: bool,
+    /// Which library computes GCM records, ECDHE and ECDSA (default: `ring` when the `ring`
+    /// feature is on, else RustCrypto; see [`Provider`]). RustCrypto takes every random
+    /// value from the RNG the connection is given, so seeded handshakes are reproducible.
+    pub provider: Provider,
 }
 
 impl Config {
@@ -102,6 +107,7 @@ impl Config {
             max_retransmit_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(60),
             cookie_exchange: true,
+            provider: crate::crypto::DEFAULT,
         }
     }
 
@@ -109,6 +115,11 @@ impl Config {
     const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
     pub(crate) fn validate(&self) -> Result<(), Error> {
+        if !crate::crypto::PROVIDERS.contains(&self.provider) {
+            return Err(Error::Config(
+                "crypto provider not compiled into callsec-dtls",
+            ));
+        }
         if self.cipher_suites.is_empty() {
             return Err(Error::Config("no cipher suite"));
         }

@@ -64,6 +64,7 @@ mod codec;
 mod config;
 mod connection;
 mod cookie;
+pub mod crypto;
 mod error;
 mod fragment;
 #[doc(hidden)]
@@ -76,4 +77,5 @@ pub use cert::{Certificate, Fingerprint};
 pub use config::{CipherSuite, Config, ExtendedMasterSecret};
 pub use connection::{Connected, Connection, Event, Role, SrtpKeys, Stats};
 pub use cookie::{HelloCheck, HelloVerifier};
+pub use crypto::Provider;
 pub use error::{AlertDescription, AlertLevel, Error};

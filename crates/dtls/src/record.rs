@@ -11,9 +11,8 @@
 //! ```
 
 use aes::Aes256;
+use aes::cipher::KeyInit;
 use aes::cipher::{BlockEncrypt, InnerIvInit};
-use aes_gcm::aead::AeadInPlace;
-use aes_gcm::{Aes128Gcm, KeyInit};
 use cbc::cipher::block_padding::NoPadding;
 use cbc::cipher::{BlockDecryptMut, BlockEncryptMut};
 use hmac::{Hmac, Mac};
@@ -22,6 +21,7 @@ use subtle::{ConstantTimeEq, ConstantTimeLess};
 use zeroize::Zeroizing;
 
 use crate::codec::{Reader, put_u48};
+use crate::crypto::{Aes128GcmKey, Provider};
 use crate::error::Error;
 
 /// DTLS 1.2 on the wire (RFC 6347 §4.1: the one's complement of 1.2).
@@ -159,7 +159,8 @@ impl ReplayWindow {
 pub(crate) enum RecordCipher {
     /// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 (RFC 5288 §3, RFC 5289): 4-byte salt from the
     /// key block, 8-byte explicit nonce = epoch + sequence number.
-    Gcm { aead: Box<Aes128Gcm>, salt: [u8; 4] },
+    /// The AEAD comes from the connection's crypto provider.
+    Gcm { aead: Aes128GcmKey, salt: [u8; 4] },
     /// TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA (RFC 4492, RFC 5246 §6.2.3.2): HMAC-SHA1 then
     /// AES-256-CBC with an explicit per-record IV.
     Cbc {
@@ -209,15 +210,12 @@ fn pseudo_header(epoch: u16, seq: u64, ct: ContentType, version: u16, len: usize
 }
 
 impl RecordCipher {
-    /// A GCM direction from its key and salt.
-    pub(crate) fn gcm(key: &[u8], salt: &[u8]) -> Result<Self, Error> {
-        let aead = Aes128Gcm::new_from_slice(key).map_err(|_| Error::Config("bad GCM key"))?;
+    /// A GCM direction from its key and salt, computed by `provider`.
+    pub(crate) fn gcm(key: &[u8], salt: &[u8], provider: Provider) -> Result<Self, Error> {
+        let aead = Aes128GcmKey::new(provider, key)?;
         let mut s = [0u8; 4];
         s.copy_from_slice(salt.get(..4).ok_or(Error::Config("bad GCM salt"))?);
-        Ok(Self::Gcm {
-            aead: Box::new(aead),
-            salt: s,
-        })
+        Ok(Self::Gcm { aead, salt: s })
     }
 
     /// A CBC direction from its encryption key, MAC key and a secret for IV generation.
@@ -256,9 +254,7 @@ impl RecordCipher {
                 out.extend_from_slice(&explicit);
                 let start = out.len();
                 out.extend_from_slice(plaintext);
-                let Ok(tag) =
-                    aead.encrypt_in_place_detached((&nonce).into(), &aad, &mut out[start..])
-                else {
+                let Some(tag) = aead.seal(&nonce, &aad, &mut out[start..]) else {
                     // Only fails for inputs longer than GCM allows; records are ≤ 2^14.
                     out.truncate(base);
                     return;
@@ -323,9 +319,11 @@ impl RecordCipher {
                     rec.version,
                     body.len(),
                 );
+                let tag: &[u8; 16] = tag.try_into().map_err(|_| bad.clone())?;
+                // A copy: the received fragment stays as it was, and a failed copy holds no
+                // plaintext (ring clears it, RustCrypto never decrypted it).
                 let mut out = body.to_vec();
-                aead.decrypt_in_place_detached((&nonce).into(), &aad, &mut out, tag.into())
-                    .map_err(|_| bad)?;
+                aead.open(&nonce, &aad, &mut out, tag).map_err(|()| bad)?;
                 Ok(out)
             }
             Self::Cbc { aes, mac_key, .. } => open_cbc(aes, mac_key, rec),
@@ -504,10 +502,13 @@ mod tests {
 
     #[test]
     fn gcm_round_trip_and_tamper() {
-        let c = RecordCipher::gcm(&[7; 16], &[1, 2, 3, 4]).unwrap();
-        for len in [0, 1, 15, 16, 100, 1000] {
-            round_trip(&c, &vec![0x5a; len]);
+        for &p in crate::crypto::PROVIDERS {
+            let c = RecordCipher::gcm(&[7; 16], &[1, 2, 3, 4], p).unwrap();
+            for len in [0, 1, 15, 16, 100, 1000] {
+                round_trip(&c, &vec![0x5a; len]);
+            }
         }
+        let c = RecordCipher::gcm(&[7; 16], &[1, 2, 3, 4], crate::crypto::DEFAULT).unwrap();
         // The explicit nonce is the epoch and sequence number, never random.
         let mut out = Vec::new();
         c.seal(&mut out, ContentType::APPLICATION_DATA, 1, 42, b"x");

@@ -10,16 +10,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use callsec_dtls::{Certificate, CipherSuite, Config, Connection, Event};
+use callsec_dtls::{Certificate, CipherSuite, Config, Connection, Event, Provider};
 use callsec_srtp::ProtectionProfile;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
-/// The server exactly as the fuzz target builds it.
+/// The server exactly as the fuzz target builds it: RustCrypto, so that its ECDHE key and
+/// signatures come from the seeded RNG and a recorded client side replays.
 fn fuzz_server(client_cert: &Certificate) -> Connection {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let mut c = Config::new(Certificate::generate(&mut rng));
     c.cookie_exchange = false;
+    c.provider = Provider::RustCrypto;
     let mut rng = ChaCha20Rng::seed_from_u64(2);
     Connection::server(
         Arc::new(c),
@@ -36,6 +38,7 @@ fn record(suite: CipherSuite, profile: ProtectionProfile, extra: bool) -> Vec<u8
     let mut cfg = Config::new(client_cert.clone());
     cfg.cipher_suites = vec![suite];
     cfg.srtp_profiles = vec![profile];
+    cfg.provider = Provider::RustCrypto;
     let mut server = fuzz_server(&client_cert);
     let server_fp = {
         let mut rng = ChaCha20Rng::seed_from_u64(1);

@@ -3,7 +3,7 @@
 use crate::crypto::{Labels, Transform};
 use crate::packet::{RTCP_HEADER_LEN, rtcp_ssrc, rtp_header};
 use crate::replay::{MAX_REPLAY_WINDOW, ReplayWindow};
-use crate::{Error, Malformed, MasterKey, ProtectionProfile};
+use crate::{Error, Malformed, MasterKey, ProtectionProfile, Provider};
 
 /// RFC 3711 §9.2: at most 2^48 SRTP packets per master key.
 pub const MAX_SRTP_PACKETS: u64 = 1 << 48;
@@ -28,6 +28,10 @@ pub struct Config {
     pub max_srtp_packets: u64,
     /// SRTCP packets this master key may process: at most and by default 2^31.
     pub max_srtcp_packets: u64,
+    /// Which library computes AES-128-GCM (default [`Provider::DEFAULT`]: `ring` when the
+    /// `ring` feature is on). AES128_CM_HMAC_SHA1_80 always uses RustCrypto, the fastest
+    /// measured for it. Both providers compute the same bytes.
+    pub provider: Provider,
 }
 
 impl Default for Config {
@@ -38,6 +42,7 @@ impl Default for Config {
             encrypt_rtcp: true,
             max_srtp_packets: MAX_SRTP_PACKETS,
             max_srtcp_packets: MAX_SRTCP_PACKETS,
+            provider: Provider::DEFAULT,
         }
     }
 }
@@ -99,8 +104,8 @@ impl Context {
         config.validate()?;
         Ok(Self::with_transforms(
             master.profile(),
-            Transform::new(master, Labels::Rtp),
-            Transform::new(master, Labels::Rtcp),
+            Transform::new(master, Labels::Rtp, config.provider),
+            Transform::new(master, Labels::Rtcp, config.provider),
             config,
         ))
     }
@@ -167,8 +172,11 @@ impl Context {
     /// Verifies and decrypts the SRTP packet filling `buf`, in place; returns the length of
     /// the RTP packet now in `buf[..n]`.
     ///
-    /// The tag is checked in constant time before anything is decrypted. A packet that fails
-    /// for any reason (malformed, replayed, not authentic) changes no state.
+    /// The tag is checked in constant time. A packet that fails for any reason (malformed,
+    /// replayed, not authentic) changes no state, and a packet that fails authentication
+    /// leaves no plaintext in `buf`: its payload bytes are left as ciphertext (RustCrypto,
+    /// which checks before it decrypts) or zeros (`ring`, which decrypts and checks in one
+    /// pass and clears the output on failure). Either way, drop them.
     pub fn unprotect_rtp(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         let header = rtp_header(buf)?;
         let tag_len = self.rtp.tag_len();

@@ -4,12 +4,12 @@
 
 use aes::Aes128Enc;
 use aes::cipher::{KeyInit, KeyIvInit, StreamCipher};
-use aes_gcm::{AeadInPlace, Aes128Gcm};
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::provider::{Aes128GcmKey, Provider};
 use crate::{Error, MasterKey, ProtectionProfile};
 
 type Aes128Ctr = ctr::Ctr128BE<Aes128Enc>;
@@ -52,7 +52,7 @@ pub(crate) struct CmTransform {
 }
 
 pub(crate) struct GcmTransform {
-    aead: Aes128Gcm,
+    aead: Aes128GcmKey,
     /// The 96-bit session salt.
     salt: u128,
 }
@@ -80,7 +80,7 @@ pub(crate) const CM_TAG: usize = 10;
 pub(crate) const GCM_TAG: usize = 16;
 
 impl Transform {
-    pub(crate) fn new(master: &MasterKey, labels: Labels) -> Self {
+    pub(crate) fn new(master: &MasterKey, labels: Labels, provider: Provider) -> Self {
         let base = match labels {
             Labels::Rtp => 0,
             Labels::Rtcp => 3,
@@ -105,7 +105,7 @@ impl Transform {
                 let mut salt = Zeroizing::new([0u8; 16]);
                 derive(master, base + 2, &mut salt[4..]);
                 Transform::Gcm(GcmTransform {
-                    aead: Aes128Gcm::new((&*enc).into()),
+                    aead: Aes128GcmKey::new(provider, &enc),
                     salt: u128::from_be_bytes(*salt),
                 })
             }
@@ -113,11 +113,15 @@ impl Transform {
     }
 
     #[cfg(test)]
-    pub(crate) fn gcm_from_session_keys(key: &[u8; 16], salt: &[u8; 12]) -> Self {
+    pub(crate) fn gcm_from_session_keys(
+        key: &[u8; 16],
+        salt: &[u8; 12],
+        provider: Provider,
+    ) -> Self {
         let mut s = [0u8; 16];
         s[4..].copy_from_slice(salt);
         Transform::Gcm(GcmTransform {
-            aead: Aes128Gcm::new(key.into()),
+            aead: Aes128GcmKey::new(provider, key),
             salt: u128::from_be_bytes(s),
         })
     }
@@ -184,19 +188,11 @@ impl GcmTransform {
 
     /// Encrypts `data` in place with `aad`; returns the tag.
     pub(crate) fn seal(&self, ssrc: u32, index: u64, aad: &[u8], data: &mut [u8]) -> [u8; 16] {
-        let nonce = self.nonce(ssrc, index);
-        // The in-place API only fails for inputs longer than GCM's 2^36-byte limit, which no
-        // packet reaches; a packet buffer cannot hold that much, so the tag is always there.
-        match self
-            .aead
-            .encrypt_in_place_detached((&nonce).into(), aad, data)
-        {
-            Ok(tag) => tag.into(),
-            Err(_) => [0; 16],
-        }
+        self.aead.seal(&self.nonce(ssrc, index), aad, data)
     }
 
-    /// Verifies `tag` (in constant time, before decrypting anything) and decrypts `data`.
+    /// Verifies `tag` (in constant time) and decrypts `data`. On failure `data` holds no
+    /// plaintext (see the provider module: ciphertext or zeros).
     pub(crate) fn open(
         &self,
         ssrc: u32,
@@ -205,10 +201,9 @@ impl GcmTransform {
         data: &mut [u8],
         tag: &[u8; 16],
     ) -> Result<(), Error> {
-        let nonce = self.nonce(ssrc, index);
         self.aead
-            .decrypt_in_place_detached((&nonce).into(), aad, data, tag.into())
-            .map_err(|_| Error::AuthenticationFailed)
+            .open(&self.nonce(ssrc, index), aad, data, tag)
+            .map_err(|()| Error::AuthenticationFailed)
     }
 }
 
@@ -279,6 +274,7 @@ mod tests {
         let Transform::Gcm(t) = Transform::gcm_from_session_keys(
             &hex!("000102030405060708090a0b0c0d0e0f"),
             &hex!("517569642070726f2071756f"),
+            Provider::DEFAULT,
         ) else {
             unreachable!()
         };

@@ -20,6 +20,9 @@
 //! ```
 //!
 //! The crate is sans-IO: no sockets, clocks or threads, only functions on buffers.
+//!
+//! AES-128-GCM comes from a [crypto provider](provider): `ring` (feature `ring`, on by
+//! default) or RustCrypto (always available), chosen per context by [`Config::provider`].
 #![forbid(unsafe_code)]
 
 mod context;
@@ -28,6 +31,7 @@ mod error;
 mod key;
 mod packet;
 mod profile;
+pub mod provider;
 mod replay;
 #[cfg(test)]
 mod vectors;
@@ -37,4 +41,5 @@ pub use context::{Config, Context, MAX_SRTCP_PACKETS, MAX_SRTP_PACKETS};
 pub use error::{Error, Malformed};
 pub use key::MasterKey;
 pub use profile::ProtectionProfile;
+pub use provider::Provider;
 pub use replay::MAX_REPLAY_WINDOW;

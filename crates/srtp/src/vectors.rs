@@ -1,10 +1,11 @@
 //! Published test vectors, as tables with their source. Each vector is checked in both
-//! directions and again with one bit flipped in the header, the payload and the tag.
+//! directions and again with one bit flipped in the header, the payload and the tag, with
+//! every crypto provider compiled in.
 
 use hex_literal::hex;
 
 use crate::crypto::Transform;
-use crate::{Config, Context, Error, ProtectionProfile};
+use crate::{Config, Context, Error, ProtectionProfile, Provider};
 
 /// An AEAD_AES_128_GCM vector given with session keys (RFC 7714 publishes no master keys).
 struct GcmVector {
@@ -59,19 +60,26 @@ const GCM_VECTORS: &[GcmVector] = &[
     },
 ];
 
-fn gcm_context(v: &GcmVector) -> Context {
+fn gcm_context(v: &GcmVector, provider: Provider) -> Context {
     Context::with_transforms(
         ProtectionProfile::AeadAes128Gcm,
-        Transform::gcm_from_session_keys(&v.key, &v.salt),
-        Transform::gcm_from_session_keys(&v.key, &v.salt),
+        Transform::gcm_from_session_keys(&v.key, &v.salt, provider),
+        Transform::gcm_from_session_keys(&v.key, &v.salt, provider),
         Config::default(),
     )
 }
 
+/// Every GCM vector with every provider.
+fn cases() -> impl Iterator<Item = (&'static GcmVector, Provider)> {
+    GCM_VECTORS
+        .iter()
+        .flat_map(|v| Provider::ALL.iter().map(move |&p| (v, p)))
+}
+
 #[test]
 fn rfc7714_protect() {
-    for v in GCM_VECTORS {
-        let mut ctx = gcm_context(v);
+    for (v, provider) in cases() {
+        let mut ctx = gcm_context(v, provider);
         let mut buf = [0u8; 256];
         buf[..v.plain.len()].copy_from_slice(v.plain);
         let n = if v.rtcp {
@@ -83,14 +91,14 @@ fn rfc7714_protect() {
         } else {
             ctx.protect_rtp(&mut buf, v.plain.len())
         };
-        assert_eq!(&buf[..n.unwrap()], v.protected, "{}", v.source);
+        assert_eq!(&buf[..n.unwrap()], v.protected, "{} ({provider})", v.source);
     }
 }
 
 #[test]
 fn rfc7714_unprotect_and_tamper() {
-    for v in GCM_VECTORS {
-        let mut ctx = gcm_context(v);
+    for (v, provider) in cases() {
+        let mut ctx = gcm_context(v, provider);
         let unprotect = |ctx: &mut Context, buf: &mut [u8]| {
             if v.rtcp {
                 ctx.unprotect_rtcp(buf)
@@ -106,14 +114,14 @@ fn rfc7714_unprotect_and_tamper() {
                 assert_eq!(
                     unprotect(&mut ctx, &mut bad),
                     Err(Error::AuthenticationFailed),
-                    "{}: byte {at} bit {bit:#x}",
+                    "{} ({provider}): byte {at} bit {bit:#x}",
                     v.source
                 );
             }
         }
         let mut buf = v.protected.to_vec();
         let n = unprotect(&mut ctx, &mut buf).unwrap();
-        assert_eq!(&buf[..n], v.plain, "{}", v.source);
+        assert_eq!(&buf[..n], v.plain, "{} ({provider})", v.source);
         // And a replay of the genuine packet is refused.
         let mut again = v.protected.to_vec();
         assert_eq!(

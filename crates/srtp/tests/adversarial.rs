@@ -3,7 +3,7 @@
 
 mod common;
 
-use callsec_srtp::{Config, Context, Error, Malformed, MasterKey, ProtectionProfile};
+use callsec_srtp::{Config, Context, Error, Malformed, MasterKey, ProtectionProfile, Provider};
 use common::{pair, protect_rtcp, protect_rtp, rtcp, rtp};
 
 #[test]
@@ -171,43 +171,104 @@ fn forgeries_change_no_state() {
 }
 
 /// Flipping any single bit of a protected packet makes it fail (tag, header, payload, SRTCP
-/// index and E flag are all authenticated).
+/// index and E flag are all authenticated), with every provider. A failed unprotect leaves
+/// the bytes as they were, except that `ring` clears a GCM payload it decrypted: never
+/// plaintext either way.
 #[test]
 fn every_bit_flip_fails() {
-    for profile in ProtectionProfile::ALL {
-        for encrypt_rtcp in [true, false] {
-            let mut config = Config::default();
-            config.encrypt_rtcp = encrypt_rtcp;
-            let (mut tx, mut rx) = pair(profile, 5, config);
-            let p = protect_rtp(&mut tx, &rtp(11, 500, 24));
-            let r = protect_rtcp(&mut tx, &rtcp(11, 24));
-            for bit in 0..p.len() * 8 {
-                let mut bad = p.clone();
-                bad[bit / 8] ^= 1 << (bit % 8);
-                assert!(
-                    rx.unprotect_rtp(&mut bad).is_err(),
-                    "{profile} rtp bit {bit}"
-                );
-            }
-            for bit in 0..r.len() * 8 {
-                let mut bad = r.clone();
-                bad[bit / 8] ^= 1 << (bit % 8);
-                let before = bad.clone();
-                assert!(
-                    rx.unprotect_rtcp(&mut bad).is_err(),
-                    "{profile} rtcp bit {bit}"
-                );
-                if bad[0] >> 6 == 2 {
-                    assert_eq!(
-                        bad, before,
-                        "a failed unprotect must leave the buffer alone"
+    for &provider in Provider::ALL {
+        for profile in ProtectionProfile::ALL {
+            for encrypt_rtcp in [true, false] {
+                let mut config = Config::default();
+                config.encrypt_rtcp = encrypt_rtcp;
+                config.provider = provider;
+                let (mut tx, mut rx) = pair(profile, 5, config);
+                let p = protect_rtp(&mut tx, &rtp(11, 500, 24));
+                let r = protect_rtcp(&mut tx, &rtcp(11, 24));
+                for bit in 0..p.len() * 8 {
+                    let mut bad = p.clone();
+                    bad[bit / 8] ^= 1 << (bit % 8);
+                    assert!(
+                        rx.unprotect_rtp(&mut bad).is_err(),
+                        "{provider} {profile} rtp bit {bit}"
                     );
                 }
+                for bit in 0..r.len() * 8 {
+                    let mut bad = r.clone();
+                    bad[bit / 8] ^= 1 << (bit % 8);
+                    let before = bad.clone();
+                    assert!(
+                        rx.unprotect_rtcp(&mut bad).is_err(),
+                        "{provider} {profile} rtcp bit {bit}"
+                    );
+                    if bad[0] >> 6 == 2 {
+                        // Only the encrypted part (after the 8-byte header, before tag and
+                        // trailer) may have changed, and only to zeros.
+                        let payload = 8..r.len() - profile.rtcp_overhead();
+                        for (i, (&now, &was)) in bad.iter().zip(&before).enumerate() {
+                            assert!(
+                                now == was || (payload.contains(&i) && now == 0),
+                                "{provider} {profile} rtcp bit {bit}: byte {i} changed"
+                            );
+                        }
+                    }
+                }
+                let mut p2 = p.clone();
+                assert!(rx.unprotect_rtp(&mut p2).is_ok());
+                let mut r2 = r.clone();
+                assert_eq!(rx.unprotect_rtcp(&mut r2), Ok(24));
             }
-            let mut p2 = p.clone();
-            assert!(rx.unprotect_rtp(&mut p2).is_ok());
-            let mut r2 = r.clone();
-            assert_eq!(rx.unprotect_rtcp(&mut r2), Ok(24));
+        }
+    }
+}
+
+/// A packet that fails authentication changes no state and leaves no plaintext in the
+/// buffer, with every provider (`ring` zeroes a GCM payload it decrypted before the tag
+/// check failed; RustCrypto checks first and leaves the ciphertext): the genuine packet is
+/// accepted afterwards, and its plaintext appears only then.
+#[test]
+fn failed_unprotect_leaves_no_plaintext_and_no_state() {
+    for &provider in Provider::ALL {
+        for profile in ProtectionProfile::ALL {
+            let mut config = Config::default();
+            config.provider = provider;
+            let (mut tx, mut rx) = pair(profile, 8, config);
+            let plain = rtp(21, 7, 300);
+            let p = protect_rtp(&mut tx, &plain);
+            let plain_rtcp = rtcp(21, 64);
+            let r = protect_rtcp(&mut tx, &plain_rtcp);
+            let payload = &plain[12..];
+            let tag_at = p.len() - 1;
+            for flip in [20, tag_at] {
+                let mut bad = p.clone();
+                bad[flip] ^= 0x10;
+                assert_eq!(
+                    rx.unprotect_rtp(&mut bad),
+                    Err(Error::AuthenticationFailed),
+                    "{provider} {profile}"
+                );
+                assert!(
+                    !bad.windows(16).any(|w| payload.windows(16).any(|x| x == w)),
+                    "{provider} {profile}: plaintext left in the buffer"
+                );
+            }
+            let mut bad = r.clone();
+            let at = bad.len() - profile.rtcp_overhead() + 4;
+            bad[at] ^= 1;
+            assert!(rx.unprotect_rtcp(&mut bad).is_err());
+            assert!(
+                !bad[8..]
+                    .windows(16)
+                    .any(|w| plain_rtcp[8..].windows(16).any(|x| x == w)),
+                "{provider} {profile}: RTCP plaintext left in the buffer"
+            );
+            // No state moved: the genuine packets are the first ones seen.
+            let mut good = p.clone();
+            assert_eq!(rx.unprotect_rtp(&mut good), Ok(plain.len()));
+            assert_eq!(good[..plain.len()], plain[..]);
+            let mut good = r.clone();
+            assert_eq!(rx.unprotect_rtcp(&mut good), Ok(plain_rtcp.len()));
+            assert_eq!(good[..plain_rtcp.len()], plain_rtcp[..]);
         }
     }
 }

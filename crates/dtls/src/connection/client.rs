@@ -7,7 +7,7 @@ use super::*;
 #[derive(Clone)]
 pub(super) struct ClientStart {
     pub(super) hs: Hs,
-    pub(super) ecdh: p256::SecretKey,
+    pub(super) ecdh: EcdhKey,
     pub(super) hello: ClientHello,
     pub(super) hello_seq: u16,
     pub(super) hello_verifies: u8,
@@ -161,9 +161,13 @@ impl Connection {
             0,
             write_client_key_exchange(&public),
         );
-        let pms = ecdh_shared(&n.ecdh, &share);
+        let pms = ecdh_shared(&n.ecdh, &share)?;
         let master = derive_master(&pms, &n.hs, n.ems);
-        let sig: DerSignature = self.config.certificate.signing_key().sign(&n.hs.transcript);
+        let sig = crate::crypto::sign(
+            &self.config.certificate,
+            self.config.provider,
+            &n.hs.transcript,
+        );
         let body = write_digitally_signed(ECDSA_SECP256R1_SHA256, sig.as_bytes());
         self.push_msg(
             &mut flight,

@@ -41,29 +41,11 @@ impl EcdhSeed {
         Self(b)
     }
 
-    /// The P-256 secret: the bytes as a scalar, re-hashed in the negligible case that they
-    /// are zero or not below the group order.
-    pub(super) fn key(&self) -> p256::SecretKey {
-        let mut b = self.0.clone();
-        loop {
-            if let Ok(k) = p256::SecretKey::from_bytes((&*b).into()) {
-                return k;
-            }
-            *b = Sha256::digest(&b[..]).into();
-        }
+    /// The ECDHE key of `provider` (RustCrypto makes it from these bytes; `ring` from the
+    /// OS RNG, see `crypto::EcdhKey`).
+    pub(super) fn key(&self, provider: crate::Provider) -> EcdhKey {
+        EcdhKey::generate(provider, &self.0)
     }
-}
-
-/// Our ECDHE share as an uncompressed point (RFC 8422 §5.4.1).
-pub(super) fn ecdh_public(key: &p256::SecretKey) -> Vec<u8> {
-    use p256::elliptic_curve::sec1::ToEncodedPoint;
-    key.public_key().to_encoded_point(false).as_bytes().to_vec()
-}
-
-/// The premaster secret: the x-coordinate of the shared point (RFC 8422 §5.10).
-pub(super) fn ecdh_shared(key: &p256::SecretKey, peer: &p256::PublicKey) -> Zeroizing<Vec<u8>> {
-    let shared = p256::ecdh::diffie_hellman(key.to_nonzero_scalar(), peer.as_affine());
-    Zeroizing::new(shared.raw_secret_bytes().to_vec())
 }
 
 /// An uncompressed P-256 point (RFC 8422 §5.4.1; compressed points are not negotiated).
@@ -75,23 +57,6 @@ pub(super) fn parse_share(public: &[u8]) -> Result<p256::PublicKey, Error> {
     }
     p256::PublicKey::from_sec1_bytes(public)
         .map_err(|_| Error::IllegalParameter("ECDHE share not on P-256"))
-}
-
-/// Verifies a `DigitallySigned` (its scheme and signature) over `signed` with
-/// ecdsa_secp256r1_sha256.
-pub(super) fn verify_signature(
-    key: &VerifyingKey,
-    scheme: u16,
-    sig: &[u8],
-    signed: &[u8],
-) -> Result<(), Error> {
-    if scheme != ECDSA_SECP256R1_SHA256 {
-        return Err(Error::IllegalParameter("signature scheme not offered"));
-    }
-    let sig =
-        Signature::from_der(sig).map_err(|_| Error::DecryptError("malformed ECDSA signature"))?;
-    key.verify(signed, &sig)
-        .map_err(|_| Error::DecryptError("bad signature"))
 }
 
 /// RFC 7627 §4 (session hash up to and including ClientKeyExchange) or RFC 5246 §8.1.
@@ -186,8 +151,8 @@ impl Connection {
                 // client_write_key[16] server_write_key[16] client_write_IV[4] server_write_IV[4]
                 let kb = prf::key_block(master, &hs.client_random, &hs.server_random, 40);
                 (
-                    RecordCipher::gcm(&kb[0..16], &kb[32..36])?,
-                    RecordCipher::gcm(&kb[16..32], &kb[36..40])?,
+                    RecordCipher::gcm(&kb[0..16], &kb[32..36], self.config.provider)?,
+                    RecordCipher::gcm(&kb[16..32], &kb[36..40], self.config.provider)?,
                 )
             }
             CipherSuite::EcdheEcdsaAes256CbcSha => {

@@ -38,8 +38,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use callsec_srtp::{MasterKey, ProtectionProfile};
-use p256::ecdsa::signature::{Signer, Verifier};
-use p256::ecdsa::{DerSignature, Signature, VerifyingKey};
 use rand_core::CryptoRngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -53,6 +51,7 @@ use crate::cert::{Fingerprint, public_key_of};
 use crate::codec::Reader;
 use crate::config::{CipherSuite, Config, ExtendedMasterSecret};
 use crate::cookie::{self, Verdict};
+use crate::crypto::{EcdhKey, PeerKey, ecdh_public, ecdh_shared, verify_signature};
 use crate::error::{AlertDescription, AlertLevel, Error};
 use crate::fragment::{Inserted, MAX_AHEAD, Message, Reassembler};
 use crate::handshake::{
@@ -220,7 +219,7 @@ struct WriteEpoch {
 #[derive(Clone)]
 struct Negotiated {
     hs: Hs,
-    ecdh: p256::SecretKey,
+    ecdh: EcdhKey,
     suite: CipherSuite,
     profile: ProtectionProfile,
     ems: bool,
@@ -230,7 +229,7 @@ struct Negotiated {
 #[derive(Clone)]
 struct Certified {
     n: Negotiated,
-    peer_key: VerifyingKey,
+    peer_key: PeerKey,
     peer_fingerprint: Fingerprint,
 }
 
@@ -250,7 +249,7 @@ struct Keyed {
     profile: ProtectionProfile,
     ems: bool,
     master: MasterSecret,
-    peer_key: VerifyingKey,
+    peer_key: PeerKey,
     peer_fingerprint: Fingerprint,
 }
 
@@ -333,7 +332,7 @@ impl Connection {
         let mut conn = Self::new(Role::Client, config, expected, None, rng)?;
         let mut client_random = [0u8; 32];
         rng.fill_bytes(&mut client_random);
-        let ecdh = EcdhSeed::new(rng).key();
+        let ecdh = EcdhSeed::new(rng).key(conn.config.provider);
         let cfg = &conn.config;
         let hello = ClientHello {
             client_version: DTLS12,
@@ -946,7 +945,7 @@ impl Connection {
         {
             return Err(Error::BadCertificate("fingerprint mismatch"));
         }
-        let key = public_key_of(leaf)?;
+        let key = PeerKey::new(public_key_of(leaf)?, self.config.provider);
         n.hs.add(msg.msg_type, msg.seq, &msg.body);
         Ok(Box::new(Certified {
             n,

@@ -151,7 +151,7 @@ impl Connection {
             ecdh,
         } = s;
         // The cookie is valid: only now is the ECDHE key made.
-        let ecdh = ecdh.key();
+        let ecdh = ecdh.key(self.config.provider);
         let mut hs = Hs {
             client_random: ch.random,
             server_random,
@@ -193,11 +193,11 @@ impl Connection {
         self.push_msg(&mut flight, &mut hs, HandshakeType::CERTIFICATE, 0, cert);
         let public = ecdh_public(&ecdh);
         let params = ServerKeyExchange::params(SECP256R1, &public);
-        let sig: DerSignature = self
-            .config
-            .certificate
-            .signing_key()
-            .sign(&hs.server_params_signed(&params));
+        let sig = crate::crypto::sign(
+            &self.config.certificate,
+            self.config.provider,
+            &hs.server_params_signed(&params),
+        );
         let ske = ServerKeyExchange {
             named_curve: SECP256R1,
             public: public.to_vec(),
@@ -257,7 +257,7 @@ impl Connection {
             peer_fingerprint,
         } = *c;
         n.hs.add(msg.msg_type, msg.seq, &msg.body);
-        let pms = ecdh_shared(&n.ecdh, &share);
+        let pms = ecdh_shared(&n.ecdh, &share)?;
         let master = derive_master(&pms, &n.hs, n.ems);
         self.install_keys(n.suite, &master, &n.hs)?;
         Ok(State::ServerExpectCertificateVerify(Box::new(Keyed {
