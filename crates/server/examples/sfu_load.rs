@@ -136,7 +136,7 @@ async fn main() {
     let rooms = arg("--rooms", 2) as usize;
     let receivers = arg("--receivers", 8) as usize;
     let seconds = arg("--seconds", 3);
-    let idle = arg("--idle", 100) as usize;
+    let idle = arg("--idle", 10) as usize; // signaling allows 32 connections per address by default
     let rates: Vec<u64> = vec![5000, 12500, 25000];
     let running = server(
         &[ProtectionProfile::AeadAes128Gcm],
@@ -245,7 +245,8 @@ async fn main() {
             for (r, s) in senders.iter().enumerate() {
                 let ssrc = 0x2000 + r as u32;
                 let mut st = s.state.lock().unwrap();
-                for _ in 0..batch {
+                for i in 0..batch {
+                    let seq = seq.wrapping_add(i as u16);
                     let mut buf = [0u8; 1500];
                     let n = write_rtp(&mut buf, 96, seq, u32::from(seq) * 90, ssrc, &[0x5a; 1188]);
                     let n = st.media.protect_rtp(&mut buf, n).unwrap();
