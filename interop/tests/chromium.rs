@@ -114,12 +114,18 @@ fn run(profile: ProtectionProfile) {
         s.report.contains("\"tls\":\"FEFD\""),
         "browser says DTLS 1.2: {summary}"
     );
-    let cipher = match profile {
-        ProtectionProfile::AeadAes128Gcm => "AEAD_AES_128_GCM",
-        ProtectionProfile::Aes128CmHmacSha1_80 => "SRTP_AES128_CM_HMAC_SHA1_80",
+    // getStats() names the profile by its IANA name (RFC 5764 §4.1.2) or, in Chromium 156,
+    // by BoringSSL's (`AES_CM_128_HMAC_SHA1_80`); either names this profile and no other.
+    let ciphers: &[&str] = match profile {
+        ProtectionProfile::AeadAes128Gcm => &["AEAD_AES_128_GCM"],
+        ProtectionProfile::Aes128CmHmacSha1_80 => {
+            &["SRTP_AES128_CM_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_80"]
+        }
     };
     assert!(
-        s.report.contains(cipher),
+        ciphers
+            .iter()
+            .any(|c| s.report.contains(&format!("\"srtpCipher\":\"{c}\""))),
         "browser's SRTP cipher: {summary}"
     );
     assert!(
