@@ -42,7 +42,7 @@ fn forward(c: &mut Criterion) {
                 7,
             );
             assert_eq!(call.receivers_of(call.clients[0].video_ssrc), receivers);
-            let (from, now, ssrc) = (call.clients[0].addr, call.now, call.clients[0].video_ssrc);
+            let (from, now) = (call.clients[0].addr, call.now);
             let mut seq = 0u16;
             let mut out = CountOutput::default();
             let mut sender = call.clients.remove(0);
@@ -50,18 +50,7 @@ fn forward(c: &mut Criterion) {
                 b.iter_batched_ref(
                     || {
                         seq = seq.wrapping_add(1);
-                        let mut buf = vec![0u8; 1500];
-                        let n = write_rtp(
-                            &mut buf,
-                            96,
-                            seq,
-                            u32::from(seq) * 3000,
-                            ssrc,
-                            &[1; PAYLOAD],
-                        );
-                        let n = sender.media.protect_rtp(&mut buf, n).unwrap();
-                        buf.truncate(n);
-                        buf
+                        sender.video_packet(seq, PAYLOAD)
                     },
                     |p| call.sfu.handle_datagram(now, from, black_box(p), &mut out),
                     BatchSize::SmallInput,

@@ -107,7 +107,7 @@ impl Config {
             max_retransmit_timeout: Duration::from_secs(60),
             handshake_timeout: Duration::from_secs(60),
             cookie_exchange: true,
-            provider: crate::crypto::DEFAULT,
+            provider: Provider::DEFAULT,
         }
     }
 
@@ -115,7 +115,7 @@ impl Config {
     const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
     pub(crate) fn validate(&self) -> Result<(), Error> {
-        if !crate::crypto::PROVIDERS.contains(&self.provider) {
+        if !Provider::ALL.contains(&self.provider) {
             return Err(Error::Config(
                 "crypto provider not compiled into callsec-dtls",
             ));

@@ -13,7 +13,8 @@
 //! certificate and fingerprint; the `ring` provider is handed that key for the handshake's
 //! signatures.
 //!
-//! Dispatch is an enum match per operation (once per record, a few per handshake), never a
+//! AES-128-GCM for records is `callsec_srtp::provider::Aes128GcmKey`, the same keyed type SRTP
+//! uses. Dispatch is an enum match per operation (once per record, a few per handshake), never a
 //! `dyn` call.
 //!
 //! `ring` clears what it decrypted when a GCM record fails authentication; the record layer
@@ -26,8 +27,6 @@
 #[cfg(feature = "ring")]
 use std::sync::{Arc, Mutex};
 
-use aes_gcm::aead::AeadInPlace;
-use aes_gcm::{Aes128Gcm, KeyInit};
 pub use callsec_srtp::Provider;
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{DerSignature, VerifyingKey};
@@ -39,21 +38,6 @@ use crate::error::Error;
 use crate::handshake::ECDSA_SECP256R1_SHA256;
 
 /// The default provider of this build of callsec-dtls: `ring` when its feature is on.
-#[cfg(feature = "ring")]
-pub(crate) const DEFAULT: Provider = Provider::Ring;
-/// The default provider of this build of callsec-dtls: `ring` when its feature is on.
-#[cfg(not(feature = "ring"))]
-pub(crate) const DEFAULT: Provider = Provider::RustCrypto;
-
-/// The providers compiled into callsec-dtls (callsec-srtp may know more when another crate
-/// turned on its `ring` feature; `Config::validate` refuses those).
-pub(crate) const PROVIDERS: &[Provider] = &[
-    #[cfg(feature = "ring")]
-    Provider::Ring,
-    Provider::RustCrypto,
-];
-
-/// Which code runs: a provider this crate was built with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Backend {
     #[cfg(feature = "ring")]
@@ -68,78 +52,6 @@ impl Backend {
             Provider::Ring => Self::Ring,
             // RustCrypto, and any provider this build lacks (refused by `Config::validate`).
             _ => Self::RustCrypto,
-        }
-    }
-}
-
-/// AES-128-GCM keyed once for one direction of one epoch.
-pub(crate) enum Aes128GcmKey {
-    #[cfg(feature = "ring")]
-    Ring(Box<ring::aead::LessSafeKey>),
-    RustCrypto(Box<Aes128Gcm>),
-}
-
-impl Aes128GcmKey {
-    pub(crate) fn new(provider: Provider, key: &[u8]) -> Result<Self, Error> {
-        let bad = || Error::Config("bad GCM key");
-        match Backend::of(provider) {
-            #[cfg(feature = "ring")]
-            Backend::Ring => ring::aead::UnboundKey::new(&ring::aead::AES_128_GCM, key)
-                .map(|k| Self::Ring(Box::new(ring::aead::LessSafeKey::new(k))))
-                .map_err(|_| bad()),
-            Backend::RustCrypto => Aes128Gcm::new_from_slice(key)
-                .map(|k| Self::RustCrypto(Box::new(k)))
-                .map_err(|_| bad()),
-        }
-    }
-
-    /// Encrypts `data` in place; returns the tag. Fails only for inputs longer than GCM
-    /// allows, which no record is.
-    pub(crate) fn seal(&self, nonce: &[u8; 12], aad: &[u8], data: &mut [u8]) -> Option<[u8; 16]> {
-        match self {
-            #[cfg(feature = "ring")]
-            Self::Ring(key) => {
-                let nonce = ring::aead::Nonce::assume_unique_for_key(*nonce);
-                let tag = key
-                    .seal_in_place_separate_tag(nonce, ring::aead::Aad::from(aad), data)
-                    .ok()?;
-                let mut out = [0u8; 16];
-                out.copy_from_slice(tag.as_ref());
-                Some(out)
-            }
-            Self::RustCrypto(aead) => aead
-                .encrypt_in_place_detached(nonce.into(), aad, data)
-                .ok()
-                .map(Into::into),
-        }
-    }
-
-    /// Authenticates and decrypts `data` in place. On failure `data` holds no plaintext
-    /// (ciphertext with RustCrypto, zeros with ring).
-    pub(crate) fn open(
-        &self,
-        nonce: &[u8; 12],
-        aad: &[u8],
-        data: &mut [u8],
-        tag: &[u8; 16],
-    ) -> Result<(), ()> {
-        match self {
-            #[cfg(feature = "ring")]
-            Self::Ring(key) => {
-                let nonce = ring::aead::Nonce::assume_unique_for_key(*nonce);
-                key.open_in_place_separate_tag(
-                    nonce,
-                    ring::aead::Aad::from(aad),
-                    ring::aead::Tag::from(*tag),
-                    data,
-                    0..,
-                )
-                .map(|_| ())
-                .map_err(|_| ())
-            }
-            Self::RustCrypto(aead) => aead
-                .decrypt_in_place_detached(nonce.into(), aad, data, tag.into())
-                .map_err(|_| ()),
         }
     }
 }
@@ -314,8 +226,8 @@ mod tests {
     #[test]
     fn providers_interoperate() {
         let cert = Certificate::generate(&mut ChaCha20Rng::seed_from_u64(9));
-        for &a in PROVIDERS {
-            for &b in PROVIDERS {
+        for &a in Provider::ALL {
+            for &b in Provider::ALL {
                 let ka = EcdhKey::generate(a, &[1; 32]);
                 let kb = EcdhKey::generate(b, &[2; 32]);
                 let pa = p256::PublicKey::from_sec1_bytes(&ecdh_public(&ka)).unwrap();
@@ -338,7 +250,7 @@ mod tests {
     /// fails instead of silently using another key.
     #[test]
     fn an_ecdhe_key_agrees_once() {
-        for &p in PROVIDERS {
+        for &p in Provider::ALL {
             let k = EcdhKey::generate(p, &[3; 32]);
             let copy = k.clone();
             let peer = EcdhKey::generate(Provider::RustCrypto, &[4; 32]);
@@ -351,25 +263,5 @@ mod tests {
             }
             assert!(ecdh_shared(&copy, &peer).is_ok());
         }
-    }
-
-    /// GCM records: both providers compute the same ciphertext and tag.
-    #[test]
-    fn gcm_providers_agree() {
-        let mut outs = Vec::new();
-        for &p in PROVIDERS {
-            let k = Aes128GcmKey::new(p, &[5; 16]).unwrap();
-            let mut data = *b"sixteen byte msg and some more";
-            let tag = k.seal(&[6; 12], b"aad", &mut data).unwrap();
-            outs.push((data, tag));
-            let mut bad = tag;
-            bad[0] ^= 1;
-            let mut copy = data;
-            assert!(k.open(&[6; 12], b"aad", &mut copy, &bad).is_err());
-            assert_ne!(&copy, b"sixteen byte msg and some more");
-            k.open(&[6; 12], b"aad", &mut data, &tag).unwrap();
-            assert_eq!(&data, b"sixteen byte msg and some more");
-        }
-        assert!(outs.windows(2).all(|w| w[0] == w[1]));
     }
 }

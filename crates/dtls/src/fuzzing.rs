@@ -12,7 +12,7 @@ use crate::record::{Record, RecordCipher};
 
 /// Parses every record of `data` and tries to open each with fixed GCM and CBC keys.
 pub fn record_layer(data: &[u8]) {
-    let gcm = RecordCipher::gcm(&[1; 16], &[2; 4], crate::crypto::DEFAULT);
+    let gcm = RecordCipher::gcm(&[1; 16], &[2; 4], crate::Provider::DEFAULT);
     let cbc = RecordCipher::cbc(&[3; 32], &[4; 20], &[5; 32]);
     let mut r = Reader::new(data);
     while r.remaining() > 0 {

@@ -21,7 +21,9 @@ use subtle::{ConstantTimeEq, ConstantTimeLess};
 use zeroize::Zeroizing;
 
 use crate::codec::{Reader, put_u48};
-use crate::crypto::{Aes128GcmKey, Provider};
+use callsec_srtp::provider::Aes128GcmKey;
+
+use crate::crypto::Provider;
 use crate::error::Error;
 
 /// DTLS 1.2 on the wire (RFC 6347 §4.1: the one's complement of 1.2).
@@ -160,7 +162,10 @@ pub(crate) enum RecordCipher {
     /// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 (RFC 5288 §3, RFC 5289): 4-byte salt from the
     /// key block, 8-byte explicit nonce = epoch + sequence number.
     /// The AEAD comes from the connection's crypto provider.
-    Gcm { aead: Aes128GcmKey, salt: [u8; 4] },
+    Gcm {
+        aead: Box<Aes128GcmKey>,
+        salt: [u8; 4],
+    },
     /// TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA (RFC 4492, RFC 5246 §6.2.3.2): HMAC-SHA1 then
     /// AES-256-CBC with an explicit per-record IV.
     Cbc {
@@ -212,7 +217,8 @@ fn pseudo_header(epoch: u16, seq: u64, ct: ContentType, version: u16, len: usize
 impl RecordCipher {
     /// A GCM direction from its key and salt, computed by `provider`.
     pub(crate) fn gcm(key: &[u8], salt: &[u8], provider: Provider) -> Result<Self, Error> {
-        let aead = Aes128GcmKey::new(provider, key)?;
+        let key: &[u8; 16] = key.try_into().map_err(|_| Error::Config("bad GCM key"))?;
+        let aead = Box::new(Aes128GcmKey::new(provider, key));
         let mut s = [0u8; 4];
         s.copy_from_slice(salt.get(..4).ok_or(Error::Config("bad GCM salt"))?);
         Ok(Self::Gcm { aead, salt: s })
@@ -254,11 +260,9 @@ impl RecordCipher {
                 out.extend_from_slice(&explicit);
                 let start = out.len();
                 out.extend_from_slice(plaintext);
-                let Some(tag) = aead.seal(&nonce, &aad, &mut out[start..]) else {
-                    // Only fails for inputs longer than GCM allows; records are ≤ 2^14.
-                    out.truncate(base);
-                    return;
-                };
+                // Fails only past GCM's length limit (records are ≤ 2^14): then the tag is
+                // zero and the record fails at the peer, still encrypted.
+                let tag = aead.seal(&nonce, &aad, &mut out[start..]);
                 out.extend_from_slice(&tag);
             }
             Self::Cbc {
@@ -323,7 +327,7 @@ impl RecordCipher {
                 // A copy: the received fragment stays as it was, and a failed copy holds no
                 // plaintext (ring clears it, RustCrypto never decrypted it).
                 let mut out = body.to_vec();
-                aead.open(&nonce, &aad, &mut out, tag).map_err(|()| bad)?;
+                aead.open(&nonce, &aad, &mut out, tag).map_err(|_| bad)?;
                 Ok(out)
             }
             Self::Cbc { aes, mac_key, .. } => open_cbc(aes, mac_key, rec),
@@ -502,13 +506,13 @@ mod tests {
 
     #[test]
     fn gcm_round_trip_and_tamper() {
-        for &p in crate::crypto::PROVIDERS {
+        for &p in Provider::ALL {
             let c = RecordCipher::gcm(&[7; 16], &[1, 2, 3, 4], p).unwrap();
             for len in [0, 1, 15, 16, 100, 1000] {
                 round_trip(&c, &vec![0x5a; len]);
             }
         }
-        let c = RecordCipher::gcm(&[7; 16], &[1, 2, 3, 4], crate::crypto::DEFAULT).unwrap();
+        let c = RecordCipher::gcm(&[7; 16], &[1, 2, 3, 4], Provider::DEFAULT).unwrap();
         // The explicit nonce is the epoch and sequence number, never random.
         let mut out = Vec::new();
         c.seal(&mut out, ContentType::APPLICATION_DATA, 1, 42, b"x");

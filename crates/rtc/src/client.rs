@@ -14,7 +14,6 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use sdp::description::common::Attribute;
 use sdp::description::media::{MediaDescription, MediaName, RangedPort};
-use sdp::description::session::{Origin, SessionDescription, TimeDescription, Timing};
 
 use crate::sdp::{Kind, Remote, SdpError};
 use crate::{Error, Received, Transmit, random_credentials};
@@ -171,25 +170,8 @@ impl Client {
 
     fn write(&mut self) -> String {
         self.version += 1;
-        let mut session = SessionDescription {
-            origin: Origin {
-                username: "-".into(),
-                session_id: 7,
-                session_version: self.version,
-                network_type: "IN".into(),
-                address_type: "IP4".into(),
-                unicast_address: "127.0.0.1".into(),
-            },
-            session_name: "-".into(),
-            time_descriptions: vec![TimeDescription {
-                timing: Timing {
-                    start_time: 0,
-                    stop_time: 0,
-                },
-                repeat_times: Vec::new(),
-            }],
-            ..Default::default()
-        };
+        let mut session =
+            crate::sdp::skeleton("-", 7, self.version, std::net::Ipv4Addr::LOCALHOST.into());
         let live: Vec<&str> = self
             .sections
             .iter()

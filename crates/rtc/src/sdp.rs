@@ -558,6 +558,35 @@ pub enum SdpType {
     Answer,
 }
 
+/// `v=`, `o=`, `s=` and `t=` of a description by `username` from `ip`.
+pub(crate) fn skeleton(
+    username: &str,
+    session_id: u64,
+    version: u64,
+    ip: std::net::IpAddr,
+) -> SessionDescription {
+    SessionDescription {
+        version: 0,
+        origin: Origin {
+            username: username.into(),
+            session_id,
+            session_version: version,
+            network_type: "IN".into(),
+            address_type: if ip.is_ipv4() { "IP4" } else { "IP6" }.into(),
+            unicast_address: ip.to_string(),
+        },
+        session_name: "-".into(),
+        time_descriptions: vec![TimeDescription {
+            timing: Timing {
+                start_time: 0,
+                stop_time: 0,
+            },
+            repeat_times: Vec::new(),
+        }],
+        ..Default::default()
+    }
+}
+
 /// Writes a description of `sections` (in order). `version` goes into `o=`.
 pub fn write(local: &Local, version: u64, sections: &[Section], ty: SdpType) -> String {
     let ip = local.candidate.ip();
@@ -571,26 +600,7 @@ pub fn write(local: &Local, version: u64, sections: &[Section], ty: SdpType) -> 
         })
         .map(|s| s.mid().as_str())
         .collect();
-    let mut session = SessionDescription {
-        version: 0,
-        origin: Origin {
-            username: "callsec".into(),
-            session_id: local.session_id,
-            session_version: version,
-            network_type: "IN".into(),
-            address_type: addr_type.into(),
-            unicast_address: ip.to_string(),
-        },
-        session_name: "-".into(),
-        time_descriptions: vec![TimeDescription {
-            timing: Timing {
-                start_time: 0,
-                stop_time: 0,
-            },
-            repeat_times: Vec::new(),
-        }],
-        ..Default::default()
-    };
+    let mut session = skeleton("callsec", local.session_id, version, ip);
     let mut group = String::from("BUNDLE");
     for mid in &bundle {
         group.push(' ');

@@ -19,7 +19,7 @@ use callsec_dtls::CipherSuite;
 use callsec_rtc::client::write_rtp;
 use callsec_rtc::sdp::Kind;
 use callsec_srtp::ProtectionProfile;
-use common::{Participant, server, wait_until};
+use common::{Participant, metric, server, wait_until};
 
 /// Net heap bytes allocated by media worker threads (their participants' state).
 static WORKER_HEAP: AtomicI64 = AtomicI64::new(0);
@@ -87,16 +87,6 @@ fn thread_cpu(prefix: &str) -> f64 {
         }
     }
     total
-}
-
-fn metric(running: &callsec_server::Running, name: &str) -> f64 {
-    running
-        .metrics
-        .encode()
-        .lines()
-        .filter(|l| l.starts_with(&format!("callsec_{name}")) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// p99 from the cumulative latency buckets.

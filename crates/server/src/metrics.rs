@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use callsec_ice::{PacketKind, classify, is_rtcp};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -285,10 +285,11 @@ impl WorkerMetrics {
         b.inc_by(datagram.len() as u64);
     }
 
-    /// Records one forwarding latency in 16 (the histogram takes a per-worker lock).
-    pub fn observe_latency(&self, d: Duration, _now: Instant) {
+    /// Records, for one call in 16, the time since `arrival` (the histogram takes a
+    /// per-worker lock; the clock is read only when sampled).
+    pub fn sample_latency(&self, arrival: Instant) {
         if self.samples.fetch_add(1, Ordering::Relaxed) % 16 == 0 {
-            self.latency.observe(d.as_secs_f64());
+            self.latency.observe(arrival.elapsed().as_secs_f64());
         }
     }
 }

@@ -274,7 +274,6 @@ pub struct Sfu {
     targets: Vec<ConnId>,
     rng: ChaCha20Rng,
     metrics: WorkerMetrics,
-    session_ids: u64,
 }
 
 impl std::fmt::Debug for Sfu {
@@ -310,7 +309,6 @@ impl Sfu {
             targets: Vec::with_capacity(64),
             rng: ChaCha20Rng::from_seed(seed),
             metrics,
-            session_ids: 0,
         }
     }
 
@@ -356,7 +354,6 @@ impl Sfu {
         };
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);
-        self.session_ids += 1;
         let session = Session::new(Local {
             ice: ice.clone(),
             fingerprint: self.fingerprint,
@@ -417,10 +414,6 @@ impl Sfu {
             .session
             .accept_offer(&remote)
             .map_err(|e| SfuError::Sdp(e.to_string()))?;
-        if p.offer_sent.take().is_some() {
-            // Glare: our offer was dropped; offer again once this exchange is done.
-            p.wants_offer = true;
-        }
         p.rtc.set_remote(&remote);
         let room = p.room.clone();
         let mut changed = false;
@@ -471,9 +464,10 @@ impl Sfu {
         }
         self.rebuild_forwarding(conn);
         if let Some(p) = self.participants.get_mut(&conn) {
-            // After its first answer the participant may need the room's existing tracks.
+            // After this answer the participant may need the room's tracks (and on glare, the
+            // offer `accept_offer` dropped): offer again, but not before the answer is on
+            // its way.
             p.wants_offer = true;
-            // Not before this answer is on its way: the next timeout after it sends it.
             p.offer_sent = None;
             p.offer_not_before = now + ANSWER_FIRST;
         }
@@ -683,7 +677,7 @@ impl Sfu {
         }
         match result {
             Ok(Received::Control) => {}
-            Ok(Received::Rtp(len)) => self.forward_rtp(now, conn, &mut buf[..len], out),
+            Ok(Received::Rtp(len)) => self.forward_rtp(conn, &mut buf[..len], out),
             Ok(Received::Rtcp(len)) => self.route_rtcp(now, conn, &buf[..len], out),
             Err(callsec_rtc::Error::Srtp(callsec_srtp::Error::AuthenticationFailed)) => {
                 self.metrics.srtp_auth_failures.inc();
@@ -695,11 +689,11 @@ impl Sfu {
                 self.metrics.dropped_invalid.inc();
             }
         }
-        self.after_io(now, conn, out);
+        self.after_io(conn, out);
     }
 
     /// Sends what a participant queued and reacts to its events.
-    fn after_io(&mut self, now: Instant, conn: ConnId, out: &mut impl Output) {
+    fn after_io(&mut self, conn: ConnId, out: &mut impl Output) {
         let Some(p) = self.participants.get_mut(&conn) else {
             return;
         };
@@ -730,12 +724,10 @@ impl Sfu {
                 conn,
                 reason: format!("{reason:?}"),
             });
-            let _ = now;
         }
     }
 
-    fn forward_rtp(&mut self, now: Instant, from: ConnId, pkt: &mut [u8], out: &mut impl Output) {
-        let started = Instant::now();
+    fn forward_rtp(&mut self, from: ConnId, pkt: &mut [u8], out: &mut impl Output) {
         let Some(sender) = self.participants.get_mut(&from) else {
             return;
         };
@@ -809,10 +801,7 @@ impl Sfu {
                 }
             }
         }
-        if sent > 0 {
-            self.metrics.forwarded.inc_by(sent);
-            self.metrics.observe_latency(started.elapsed(), now);
-        }
+        self.metrics.forwarded.inc_by(sent);
     }
 
     fn route_rtcp(&mut self, now: Instant, from: ConnId, compound: &[u8], out: &mut impl Output) {
@@ -955,7 +944,7 @@ impl Sfu {
                 p.next_report = now + REPORT_INTERVAL;
                 self.send_reports(now, conn, out);
             }
-            self.after_io(now, conn, out);
+            self.after_io(conn, out);
             self.offer_if_needed(now, conn);
         }
     }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use callsec_dtls::{Certificate, CipherSuite};
-use callsec_rtc::client::Client;
-use callsec_rtc::sdp::Kind;
+use callsec_rtc::client::{Client, write_rtp};
+use callsec_rtc::sdp::{Kind, VP8_PT};
 use callsec_srtp::ProtectionProfile;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
@@ -35,6 +35,28 @@ pub struct SimClient {
     pub media: Client,
     /// The SSRC of the video it publishes.
     pub video_ssrc: u32,
+}
+
+impl SimClient {
+    /// A protected RTP packet of its video stream: sequence number `seq`, `payload_len`
+    /// bytes of payload.
+    pub fn video_packet(&mut self, seq: u16, payload_len: usize) -> Vec<u8> {
+        let mut buf = vec![0u8; 12 + payload_len + 64];
+        let payload = vec![seq as u8; payload_len];
+        let n = write_rtp(
+            &mut buf,
+            VP8_PT,
+            seq,
+            u32::from(seq) * 3000,
+            self.video_ssrc,
+            &payload,
+        );
+        match self.media.protect_rtp(&mut buf, n) {
+            Ok(n) => buf.truncate(n),
+            Err(_) => buf.clear(),
+        }
+        buf
+    }
 }
 
 /// An [`Output`] that queues datagrams (setup phase).

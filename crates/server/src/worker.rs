@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use callsec_ice::{PacketKind, classify, is_rtcp};
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState};
 use tokio::io::Interest;
 use tokio::sync::{mpsc, oneshot};
@@ -207,7 +208,12 @@ async fn run(
                     for (meta, buf) in metas.iter().zip(storage.chunks_mut(RECV_BUF)).take(n) {
                         let stride = meta.stride.max(1);
                         for datagram in buf[..meta.len].chunks_mut(stride) {
+                            let media = classify(datagram) == PacketKind::Rtp && !is_rtcp(datagram);
                             sfu.handle_datagram(now, meta.addr, datagram, &mut out);
+                            if media {
+                                // Arrival (the batch's read) to the last copy handed to the socket.
+                                metrics.sample_latency(now);
+                            }
                         }
                     }
                 }

@@ -12,19 +12,9 @@ use callsec_dtls::CipherSuite;
 use callsec_rtc::rtcp;
 use callsec_rtc::sdp::Kind;
 use callsec_srtp::ProtectionProfile;
-use common::{Cmd, Participant, send_rtcp, sender_report, server, wait_until};
+use common::{Cmd, Participant, metric, send_rtcp, sender_report, server, wait_until};
 
 const SECS: Duration = Duration::from_secs(1);
-
-fn metric(running: &callsec_server::Running, name: &str) -> f64 {
-    running
-        .metrics
-        .encode()
-        .lines()
-        .filter(|l| l.starts_with(&format!("callsec_{name}")) && !l.starts_with('#'))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 async fn three_party_call(profile: ProtectionProfile, suite: CipherSuite) {
     let running = server(&[profile], &[suite], |_| {}).await;

@@ -7,7 +7,6 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use callsec_dtls::CipherSuite;
-use callsec_rtc::client::write_rtp;
 use callsec_rtc::rtcp;
 use callsec_server::sim::{CountOutput, SimCall};
 use callsec_srtp::ProtectionProfile;
@@ -44,20 +43,7 @@ fn forwarding_and_rtcp_routing_allocate_nothing() {
         assert_eq!(call.receivers_of(ssrc), 3, "{profile:?}: {call:?}");
         // Protected 1200-byte packets, made before counting.
         let mut packets: Vec<Vec<u8>> = (0..200u16)
-            .map(|seq| {
-                let mut buf = vec![0u8; 1500];
-                let n = write_rtp(
-                    &mut buf,
-                    96,
-                    seq,
-                    u32::from(seq) * 3000,
-                    ssrc,
-                    &[seq as u8; 1188],
-                );
-                let n = call.clients[sender].media.protect_rtp(&mut buf, n).unwrap();
-                buf.truncate(n);
-                buf
-            })
+            .map(|seq| call.clients[sender].video_packet(seq, 1188))
             .collect();
         // A receiver's NACK and PLI, protected, also made before counting.
         let receiver = 1;

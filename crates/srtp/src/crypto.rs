@@ -201,9 +201,7 @@ impl GcmTransform {
         data: &mut [u8],
         tag: &[u8; 16],
     ) -> Result<(), Error> {
-        self.aead
-            .open(&self.nonce(ssrc, index), aad, data, tag)
-            .map_err(|()| Error::AuthenticationFailed)
+        self.aead.open(&self.nonce(ssrc, index), aad, data, tag)
     }
 }
 

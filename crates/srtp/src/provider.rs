@@ -81,9 +81,18 @@ impl std::fmt::Display for Provider {
     }
 }
 
-/// A keyed AES-128-GCM from one provider. Large (a key schedule and GHASH tables), so it
-/// lives inside a context, never on a per-packet path by value.
-pub(crate) enum Aes128GcmKey {
+/// A keyed AES-128-GCM from one provider: SRTP's GCM transform, and the DTLS record layer's
+/// (which uses this one rather than a second copy). Large (a key schedule and GHASH
+/// tables), so it lives inside a context, never on a per-packet path by value.
+pub struct Aes128GcmKey(GcmInner);
+
+impl std::fmt::Debug for Aes128GcmKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aes128GcmKey").finish_non_exhaustive()
+    }
+}
+
+enum GcmInner {
     #[cfg(feature = "ring")]
     Ring(ring::aead::LessSafeKey),
     RustCrypto(Aes128Gcm),
@@ -93,30 +102,31 @@ pub(crate) enum Aes128GcmKey {
 pub(crate) const GCM_TAG_LEN: usize = 16;
 
 impl Aes128GcmKey {
-    pub(crate) fn new(provider: Provider, key: &[u8; 16]) -> Self {
+    /// Keys AES-128-GCM with `provider`.
+    pub fn new(provider: Provider, key: &[u8; 16]) -> Self {
         match provider {
             #[cfg(feature = "ring")]
             Provider::Ring => {
                 // `UnboundKey::new` fails only for a key of the wrong length, and 16 bytes is
                 // AES-128's; should it ever fail, RustCrypto computes the same function.
                 match ring::aead::UnboundKey::new(&ring::aead::AES_128_GCM, key) {
-                    Ok(k) => Self::Ring(ring::aead::LessSafeKey::new(k)),
-                    Err(_) => Self::RustCrypto(Aes128Gcm::new(key.into())),
+                    Ok(k) => Self(GcmInner::Ring(ring::aead::LessSafeKey::new(k))),
+                    Err(_) => Self(GcmInner::RustCrypto(Aes128Gcm::new(key.into()))),
                 }
             }
-            Provider::RustCrypto => Self::RustCrypto(Aes128Gcm::new(key.into())),
+            Provider::RustCrypto => Self(GcmInner::RustCrypto(Aes128Gcm::new(key.into()))),
         }
     }
 
     /// Encrypts `data` in place, authenticating `aad` too; returns the tag.
     #[inline]
-    pub(crate) fn seal(&self, nonce: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
+    pub fn seal(&self, nonce: &[u8; 12], aad: &[u8], data: &mut [u8]) -> [u8; 16] {
         // Both APIs fail only for inputs longer than GCM allows (2^36 bytes), which no packet
         // reaches. Should one ever fail, the all-zero tag makes the packet fail at the
         // receiver rather than pass unauthenticated.
-        match self {
+        match &self.0 {
             #[cfg(feature = "ring")]
-            Self::Ring(key) => {
+            GcmInner::Ring(key) => {
                 let nonce = ring::aead::Nonce::assume_unique_for_key(*nonce);
                 match key.seal_in_place_separate_tag(nonce, ring::aead::Aad::from(aad), data) {
                     Ok(tag) => {
@@ -127,7 +137,7 @@ impl Aes128GcmKey {
                     Err(_) => [0; GCM_TAG_LEN],
                 }
             }
-            Self::RustCrypto(aead) => {
+            GcmInner::RustCrypto(aead) => {
                 match aead.encrypt_in_place_detached(nonce.into(), aad, data) {
                     Ok(tag) => tag.into(),
                     Err(_) => [0; GCM_TAG_LEN],
@@ -140,16 +150,16 @@ impl Aes128GcmKey {
     /// in place. On failure `data` holds no plaintext: ciphertext (RustCrypto checks before
     /// decrypting) or zeros (ring clears what it decrypted).
     #[inline]
-    pub(crate) fn open(
+    pub fn open(
         &self,
         nonce: &[u8; 12],
         aad: &[u8],
         data: &mut [u8],
         tag: &[u8; 16],
-    ) -> Result<(), ()> {
-        match self {
+    ) -> Result<(), crate::Error> {
+        match &self.0 {
             #[cfg(feature = "ring")]
-            Self::Ring(key) => {
+            GcmInner::Ring(key) => {
                 let nonce = ring::aead::Nonce::assume_unique_for_key(*nonce);
                 key.open_in_place_separate_tag(
                     nonce,
@@ -159,11 +169,11 @@ impl Aes128GcmKey {
                     0..,
                 )
                 .map(|_| ())
-                .map_err(|_| ())
+                .map_err(|_| crate::Error::AuthenticationFailed)
             }
-            Self::RustCrypto(aead) => aead
+            GcmInner::RustCrypto(aead) => aead
                 .decrypt_in_place_detached(nonce.into(), aad, data, tag.into())
-                .map_err(|_| ()),
+                .map_err(|_| crate::Error::AuthenticationFailed),
         }
     }
 }

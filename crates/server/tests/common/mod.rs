@@ -452,3 +452,14 @@ pub async fn offer_only(running: &Running, name: &str, room: &str, ssrc: u32) ->
     assert!(matches!(answer, ServerMessage::Answer { .. }), "{answer:?}");
     sig
 }
+
+/// The sum of a metric's samples (all label sets) in the server's exposition.
+pub fn metric(running: &Running, name: &str) -> f64 {
+    running
+        .metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with(&format!("callsec_{name}")) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
