@@ -7,6 +7,7 @@
 //! peer goes away ([`CallHandler::disconnected`]) — including on revocation, where it
 //! must drop the peer's media.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 
@@ -83,6 +84,52 @@ pub enum Reply {
     Reject(String),
 }
 
+/// A plain HTTP `GET` (or `HEAD`) that reached the signaling address without asking for a
+/// WebSocket upgrade: how the calls server serves its web page from the same HTTPS origin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpGet {
+    /// The path, as sent (starts with `/`; not percent-decoded).
+    pub path: String,
+    /// The query after `?`, if any.
+    pub query: Option<String>,
+    /// The remote socket address.
+    pub remote: SocketAddr,
+}
+
+/// The calls server's answer to an [`HttpGet`]. The signaling server adds the security
+/// headers (a strict `Content-Security-Policy` allowing only same-origin scripts, styles
+/// and connections, `X-Content-Type-Options: nosniff`, `Cache-Control: no-store`,
+/// `Referrer-Policy: no-referrer`, framing refused) and closes the connection after it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The `Content-Type`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: Cow<'static, [u8]>,
+}
+
+impl HttpResponse {
+    /// `200 OK` with `body`.
+    pub fn ok(content_type: &'static str, body: impl Into<Cow<'static, [u8]>>) -> Self {
+        Self {
+            status: 200,
+            content_type,
+            body: body.into(),
+        }
+    }
+
+    /// A plain-text response with status `status`.
+    pub fn text(status: u16, body: impl Into<Cow<'static, [u8]>>) -> Self {
+        Self {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+        }
+    }
+}
+
 /// The calls server side of signaling.
 ///
 /// Implementations must be cheap to call concurrently: one connection awaits its own
@@ -101,5 +148,14 @@ pub trait CallHandler: Send + Sync + 'static {
     fn disconnected(&self, peer: &Peer, reason: CloseReason) -> impl Future<Output = ()> + Send {
         let _ = (peer, reason);
         async {}
+    }
+
+    /// Answers a plain HTTP `GET`/`HEAD` on the signaling address (one that does not ask
+    /// for a WebSocket upgrade), e.g. with a web page; `None` is `404 Not Found`. It runs
+    /// within the handshake timeout and before any authentication: serve only what anyone
+    /// may fetch.
+    fn http_get(&self, request: &HttpGet) -> impl Future<Output = Option<HttpResponse>> + Send {
+        let _ = request;
+        async { None }
     }
 }

@@ -39,7 +39,9 @@
 //! 1. TCP accept: counted against `max_connections`, `max_connections_per_address` (per
 //!    IPv4 address or IPv6 /64) and `max_pending_handshakes` ([`Limits`]); connections
 //!    over the first two get their refusal from a small pool of their own.
-//! 2. TLS 1.2/1.3 (rustls, ring) and the HTTP upgrade, within `handshake_timeout`. The
+//! 2. TLS 1.2/1.3 (rustls, ring) and the HTTP request, within `handshake_timeout`. A
+//!    request that does not ask for a WebSocket upgrade is a plain `GET`/`HEAD` for
+//!    [`CallHandler::http_get`] (a web page on the same origin), answered and closed. The
 //!    upgrade is refused with 429/503 over the connection limits, 400 when the URL
 //!    has any query or fragment or a token in its (percent-decoded) path (tokens are never
 //!    accepted in the URL), when `Origin`, `Authorization`, `Host` or `Sec-WebSocket-Key`
@@ -99,7 +101,7 @@ pub mod token;
 pub use client::{Client, ClientConfig, ClientError, ClientTls, Incoming, TokenPlacement};
 pub use close::CloseReason;
 pub use config::{Limits, ServerConfig, Transport};
-pub use handler::{CallHandler, ConnectionId, Peer, Reply, Request};
+pub use handler::{CallHandler, ConnectionId, HttpGet, HttpResponse, Peer, Reply, Request};
 pub use protocol::{
     ClientEnvelope, ClientMessage, DecodeError, DecodeLimits, ErrorCode, IceCandidate, Sdp,
     ServerEnvelope, ServerMessage, Token, Track, decode_client_message,

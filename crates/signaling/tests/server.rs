@@ -1288,6 +1288,60 @@ async fn raw_upgrade(h: &Harness, target: &str, extra_headers: &[&str]) -> u16 {
         .unwrap_or_else(|| panic!("no status in {head:?}"))
 }
 
+/// Sends one raw request and reads the whole response (the server closes after it).
+async fn raw_request(h: &Harness, request: &str) -> String {
+    use tokio::io::AsyncWriteExt as _;
+    let mut tcp = TcpStream::connect(h.server.local_addr()).await.unwrap();
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8(buf).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_requests_reach_the_handler_with_security_headers() -> Result {
+    let h = Harness::with(|c| c.transport = Transport::PlaintextLoopback).await;
+    let ok = raw_request(&h, "GET /hello?q=1 HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert!(ok.starts_with("HTTP/1.1 200 OK\r\n"), "{ok}");
+    assert!(ok.ends_with("\r\n\r\nhello q=1"), "{ok}");
+    for header in [
+        "Content-Length: 9\r\n",
+        "Content-Type: text/plain\r\n",
+        "Content-Security-Policy: default-src 'none'; script-src 'self';",
+        "X-Content-Type-Options: nosniff\r\n",
+        "Cache-Control: no-store\r\n",
+        "X-Frame-Options: DENY\r\n",
+    ] {
+        assert!(ok.contains(header), "{header} missing in {ok}");
+    }
+    let head = raw_request(&h, "HEAD /hello HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "a HEAD response has no body: {head}");
+    let missing = raw_request(&h, "GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
+    let post = raw_request(&h, "POST /hello HTTP/1.1\r\nContent-Length: 0\r\n\r\n").await;
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    assert!(post.contains("Allow: GET, HEAD\r\n"), "{post}");
+    for bad in [
+        "GET hello HTTP/1.1\r\n\r\n",
+        "GET /hello HTTP/2.0\r\n\r\n",
+        "GET /hello HTTP/1.1 extra\r\n\r\n",
+        "\u{1}\u{2}\r\n\r\n",
+    ] {
+        let r = raw_request(&h, bad).await;
+        assert!(r.starts_with("HTTP/1.1 400 "), "{bad:?}: {r}");
+    }
+    let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(3000));
+    let r = raw_request(&h, &long).await;
+    assert!(r.starts_with("HTTP/1.1 414 "), "{r}");
+    // The same address still upgrades WebSockets.
+    assert_eq!(raw_upgrade(&h, "/", &[]).await, 101);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_query_or_fragment_in_the_url_is_refused() -> Result {
     let h = Harness::with(|c| c.transport = Transport::PlaintextLoopback).await;

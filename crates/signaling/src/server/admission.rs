@@ -136,12 +136,13 @@ pub(super) async fn run_connection<H: CallHandler>(
     let refusal = admission.as_ref().err().copied();
     let handshake = timeout(
         shared.limits.handshake_timeout,
-        handshake(&shared, tcp, remote, refusal),
+        handshake(&shared, &*handler, tcp, remote, refusal),
     )
     .await;
     drop(permit);
     let (ws, bearer) = match handshake {
-        Ok(Ok(pair)) => pair,
+        Ok(Ok(Some(pair))) => pair,
+        Ok(Ok(None)) => return,
         Ok(Err(e)) => {
             debug!(remote = %remote, error = %e, "handshake failed");
             return;
@@ -160,26 +161,39 @@ pub(super) async fn run_connection<H: CallHandler>(
 pub(super) enum HandshakeError {
     #[error("tls: {0}")]
     Tls(std::io::Error),
+    #[error("request: {0}")]
+    Read(std::io::Error),
     #[error("websocket: {0}")]
     Ws(#[from] WsError),
 }
+/// TLS, then the request head: a WebSocket upgrade (checked, then accepted) or a plain
+/// `GET` for the handler's page (answered, then `None`).
 // tungstenite's callback signature fixes the error type (an HTTP response).
 #[allow(clippy::result_large_err)]
-pub(super) async fn handshake(
+pub(super) async fn handshake<H: CallHandler>(
     shared: &Shared,
+    handler: &H,
     tcp: TcpStream,
     remote: SocketAddr,
     refusal: Option<Refusal>,
-) -> Result<(Ws, Option<String>), HandshakeError> {
-    let io: BoxIo = match &shared.acceptor {
+) -> Result<Option<(Ws, Option<String>)>, HandshakeError> {
+    let mut io: BoxIo = match &shared.acceptor {
         Some(acceptor) => Box::pin(acceptor.accept(tcp).await.map_err(HandshakeError::Tls)?),
         None => Box::pin(tcp),
     };
-    let (io, request_line) = RequestLineTap::new(io);
-    let io: BoxIo = Box::pin(io);
+    let Some(head) = read_head(&mut io).await.map_err(HandshakeError::Read)? else {
+        let too_large = crate::handler::HttpResponse::text(431, &b"request head too large\n"[..]);
+        http::write(&mut io, &too_large, false).await;
+        return Ok(None);
+    };
+    if !wants_upgrade(&head) {
+        http::serve(&mut io, &head, handler, remote, refusal).await;
+        return Ok(None);
+    }
+    let line = request_line(&head).to_vec();
+    let io: BoxIo = Box::pin(Replay::new(head, io));
     let mut bearer = None;
     let callback = |request: &HttpRequest, response: Response| {
-        let line = lock(&request_line).clone();
         check_upgrade(
             shared,
             remote,
@@ -192,7 +206,7 @@ pub(super) async fn handshake(
     };
     let ws = tokio_tungstenite::accept_hdr_async_with_config(io, callback, Some(shared.ws_config))
         .await?;
-    Ok((ws, bearer))
+    Ok(Some((ws, bearer)))
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //!
 //! - this module: the public [`Server`] handle, its errors and the state all tasks share;
 //! - `admission`: TCP accept, connection limits, handshake slots, TLS and the upgrade;
-//! - `upgrade`: the checks on the HTTP upgrade request;
+//! - `upgrade`: reading the HTTP request head, the checks on the upgrade request;
+//! - `http`: plain `GET`s (no upgrade), answered by the handler's page;
 //! - `registry`: authenticated connections, rooms, room-event budgets, broadcast;
 //! - `outbox`: one connection's outbound queue (coalescing, slow-consumer rule);
 //! - `session`: one authenticated connection's life.
@@ -33,6 +34,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tracing::{debug, info, warn};
 
 mod admission;
+mod http;
 mod outbox;
 mod registry;
 mod session;
@@ -42,7 +44,7 @@ use self::admission::*;
 use self::outbox::{EventKey, Outbox, Slot};
 use self::registry::*;
 use self::session::*;
-use self::upgrade::{RequestLineTap, check_upgrade};
+use self::upgrade::{Replay, check_upgrade, read_head, request_line, wants_upgrade};
 use crate::audit::AUDIT_TARGET;
 use crate::close::CloseReason;
 use crate::config::{Limits, ServerConfig, Transport};

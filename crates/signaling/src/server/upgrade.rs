@@ -1,69 +1,81 @@
-//! The HTTP upgrade (RFC 6455 §4.2): admission refusals, the request target, the security
-//! headers, the bearer token.
+//! The HTTP request head, and the WebSocket upgrade (RFC 6455 §4.2): admission refusals,
+//! the request target, the security headers, the bearer token.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::handshake::server::{
     ErrorResponse, Request as HttpRequest, Response,
 };
 use tokio_tungstenite::tungstenite::http::{StatusCode, header};
 use tracing::warn;
 
-use super::{Refusal, Shared, lock};
+use super::{Refusal, Shared};
 use crate::audit::AUDIT_TARGET;
 
-/// Longest request line kept for the checks (longer ones are refused).
-const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// Longest HTTP request head (request line and headers) accepted; longer ones get 431.
+pub(super) const MAX_HEAD: usize = 8 * 1024;
 
-/// Wraps the byte stream of a connection during the upgrade and keeps a copy of the HTTP
-/// request line as it arrived: the parsed URI drops a `#fragment`, which must still be
-/// refused.
-pub(super) struct RequestLineTap<T> {
-    inner: T,
-    line: Arc<Mutex<Vec<u8>>>,
-    done: bool,
-}
-
-impl<T> RequestLineTap<T> {
-    pub(super) fn new(inner: T) -> (Self, Arc<Mutex<Vec<u8>>>) {
-        let line = Arc::new(Mutex::new(Vec::new()));
-        let tap = Self {
-            inner,
-            line: Arc::clone(&line),
-            done: false,
-        };
-        (tap, line)
+/// Reads the HTTP request head, up to and including the blank line, and what arrived with
+/// it. `None` when the head exceeds [`MAX_HEAD`]; an `UnexpectedEof` error when the peer
+/// closed first.
+pub(super) async fn read_head<T: AsyncRead + Unpin>(io: &mut T) -> std::io::Result<Option<Vec<u8>>> {
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let searched = head.len().saturating_sub(3);
+        let n = io.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.extend_from_slice(&chunk[..n]);
+        if let Some(end) = head[searched..].windows(4).position(|w| w == b"\r\n\r\n") {
+            return Ok((searched + end + 4 <= MAX_HEAD).then_some(head));
+        }
+        if head.len() > MAX_HEAD {
+            return Ok(None);
+        }
     }
 }
 
-impl<T: AsyncRead + Unpin> AsyncRead for RequestLineTap<T> {
+/// The byte stream with the request head already read put back in front of it, for the
+/// WebSocket handshake to parse.
+pub(super) struct Replay<T> {
+    head: Vec<u8>,
+    at: usize,
+    inner: T,
+}
+
+impl<T> Replay<T> {
+    pub(super) fn new(head: Vec<u8>, inner: T) -> Self {
+        Self { head, at: 0, inner }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Replay<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if !self.done {
-            let new = &buf.filled()[before..];
-            let mut line = lock(&self.line);
-            let end = new.iter().position(|&b| b == b'\n');
-            let take = end.map_or(new.len(), |e| e + 1);
-            let room = MAX_REQUEST_LINE.saturating_sub(line.len());
-            line.extend_from_slice(&new[..take.min(room)]);
-            let full = line.len() >= MAX_REQUEST_LINE;
-            drop(line);
-            self.done = end.is_some() || full;
+        if self.at < self.head.len() {
+            let n = buf.remaining().min(self.head.len() - self.at);
+            let at = self.at;
+            buf.put_slice(&self.head[at..at + n]);
+            self.at += n;
+            if self.at == self.head.len() {
+                self.head = Vec::new();
+                self.at = 0;
+            }
+            return Poll::Ready(Ok(()));
         }
-        poll
+        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for RequestLineTap<T> {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Replay<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -79,6 +91,27 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for RequestLineTap<T> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
+}
+
+/// Whether the request head asks for a WebSocket upgrade (`Upgrade: websocket`, RFC 6455
+/// §4.1). Anything else is a plain HTTP request for the page handler.
+pub(super) fn wants_upgrade(head: &[u8]) -> bool {
+    head.split(|&b| b == b'\n').skip(1).any(|line| {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return false;
+        };
+        let (name, value) = line.split_at(colon);
+        name.trim_ascii().eq_ignore_ascii_case(b"upgrade")
+            && value[1..]
+                .split(|&b| b == b',')
+                .any(|v| v.trim_ascii().eq_ignore_ascii_case(b"websocket"))
+    })
+}
+
+/// The request line of a head, with its line ending.
+pub(super) fn request_line(head: &[u8]) -> &[u8] {
+    let end = head.iter().position(|&b| b == b'\n').map_or(head.len(), |e| e + 1);
+    &head[..end]
 }
 
 pub(super) fn refuse(status: StatusCode, body: &str) -> ErrorResponse {

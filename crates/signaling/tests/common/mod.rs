@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use callsec_signaling::{
     AuthConfig, CallHandler, Client, ClientConfig, ClientError, ClientMessage, ClientTls,
-    CloseReason, ConnectionId, Peer, Reply, Request, Sdp, Server, ServerConfig, ServerMessage,
+    CloseReason, ConnectionId, HttpGet, HttpResponse, Peer, Reply, Request, Sdp, Server, ServerConfig, ServerMessage,
     TokenKey,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -91,6 +91,13 @@ impl CallHandler for Recorder {
 
     async fn disconnected(&self, peer: &Peer, reason: CloseReason) {
         let _ = self.tx.send(Seen::Disconnected(peer.clone(), reason));
+    }
+
+    async fn http_get(&self, request: &HttpGet) -> Option<HttpResponse> {
+        (request.path == "/hello").then(|| {
+            let body = format!("hello {}", request.query.as_deref().unwrap_or("-"));
+            HttpResponse::ok("text/plain", body.into_bytes())
+        })
     }
 }
 
