@@ -5,8 +5,6 @@
 //! without an alert, and the attacked endpoint itself still completes the handshake.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,7 +12,7 @@ use callsec_dtls::{
     AlertDescription, AlertLevel, Certificate, Config, Connection, Error, Event,
     ExtendedMasterSecret, Fingerprint,
 };
-use common::{Netem, Pair, records};
+use callsec_tests::pair::{Netem, Pair, records};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -108,7 +106,7 @@ fn server_with(tweak: impl Fn(&mut Config)) -> Connection {
     Connection::server(
         Arc::new(config),
         &[Fingerprint::from_bytes([1; 32])],
-        common::PEER_ADDR,
+        callsec_tests::pair::PEER_ADDR,
         &mut rng,
     )
     .unwrap()
@@ -686,7 +684,7 @@ fn client_meets_server_hello(
     tweak: impl Fn(&mut Config),
     edit: impl Fn(&mut Vec<u8>),
 ) -> (Result<(), Error>, Pair, Vec<u8>) {
-    let (cc, sc) = common::configs(seed, |c| c.cookie_exchange = false);
+    let (cc, sc) = callsec_tests::pair::configs(seed, |c| c.cookie_exchange = false);
     let mut cc = (*cc).clone();
     tweak(&mut cc);
     let mut p = Pair::with_configs(seed, Netem::default(), Arc::new(cc), sc);
@@ -799,7 +797,7 @@ fn a_vouched_server_that_never_gets_a_whole_client_hello_times_out() {
     let mut s = Connection::server_verified(
         config.clone(),
         &[Fingerprint::from_bytes([1; 32])],
-        common::PEER_ADDR,
+        callsec_tests::pair::PEER_ADDR,
         &mut rng,
     )
     .unwrap();
@@ -1098,7 +1096,7 @@ fn a_wrong_fingerprint_never_connects_on_either_side() {
     // discarded (bad_certificate kept as the reason), the handshake never completes, no key
     // leaves, and the total timeout ends it.
     for client_side in [true, false] {
-        let (cc, sc) = common::configs(50, |_| {});
+        let (cc, sc) = callsec_tests::pair::configs(50, |_| {});
         let mut rng = ChaCha20Rng::seed_from_u64(50);
         let now = Instant::now();
         let wrong = Fingerprint::from_bytes([9; 32]);
@@ -1108,7 +1106,8 @@ fn a_wrong_fingerprint_never_connects_on_either_side() {
             (sc.certificate.fingerprint(), wrong)
         };
         let mut client = Connection::client(cc.clone(), &[to_server], now, &mut rng).unwrap();
-        let mut server = Connection::server(sc, &[to_client], common::PEER_ADDR, &mut rng).unwrap();
+        let mut server =
+            Connection::server(sc, &[to_client], callsec_tests::pair::PEER_ADDR, &mut rng).unwrap();
         for _ in 0..10 {
             for d in drain(&mut client) {
                 server.handle_datagram(now, &d).unwrap();
