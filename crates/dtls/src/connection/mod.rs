@@ -236,7 +236,9 @@ struct SignedShare {
     server_share: p256::PublicKey,
 }
 
-/// Keys derived, Finished pending.
+/// Keys derived and installed, the peer's Finished pending (either role). The peer's
+/// signature key is no longer needed: the client checked it on the ServerKeyExchange, the
+/// server on the CertificateVerify ([`ExpectCertificateVerify`]).
 #[derive(Clone)]
 struct Keyed {
     hs: Hs,
@@ -244,20 +246,24 @@ struct Keyed {
     profile: ProtectionProfile,
     ems: bool,
     master: MasterSecret,
-    peer_key: PeerKey,
     peer_fingerprint: Fingerprint,
 }
 
-/// Handshake complete.
+/// Server: keys derived from the ClientKeyExchange; the client's CertificateVerify, signed
+/// with the key of the certificate it sent, is next.
+#[derive(Clone)]
+struct ExpectCertificateVerify {
+    k: Keyed,
+    peer_key: PeerKey,
+}
+
+/// Handshake complete: what the exporter (RFC 5705) needs, nothing else (what the
+/// application learns left in the `Connected` event).
 #[derive(Clone)]
 struct Established {
     client_random: [u8; 32],
     server_random: [u8; 32],
     master: MasterSecret,
-    suite: CipherSuite,
-    profile: ProtectionProfile,
-    peer_fingerprint: Fingerprint,
-    ems: bool,
 }
 
 /// Each state holds what is valid then (rustls `ExpectServerHello` style).
@@ -274,7 +280,7 @@ enum State {
     ServerExpectClientHello(Box<ServerStart>),
     ServerExpectCertificate(Box<Negotiated>),
     ServerExpectClientKeyExchange(Box<Certified>),
-    ServerExpectCertificateVerify(Box<Keyed>),
+    ServerExpectCertificateVerify(Box<ExpectCertificateVerify>),
     ServerExpectFinished(Box<Keyed>),
     Connected(Box<Established>),
     Closed,
@@ -676,12 +682,13 @@ impl Connection {
             (State::ServerExpectClientKeyExchange(n), HandshakeType::CLIENT_KEY_EXCHANGE) => {
                 self.server_client_key_exchange(n, &msg)?
             }
-            (State::ServerExpectCertificateVerify(mut k), HandshakeType::CERTIFICATE_VERIFY) => {
+            (State::ServerExpectCertificateVerify(cv), HandshakeType::CERTIFICATE_VERIFY) => {
                 // RFC 5246 §7.4.8: signature over all handshake messages so far.
                 let (scheme, sig) = read_digitally_signed(&msg.body)?;
-                verify_signature(&k.peer_key, scheme, &sig, &k.hs.transcript)?;
+                verify_signature(&cv.peer_key, scheme, &sig, &cv.k.hs.transcript)?;
+                let ExpectCertificateVerify { mut k, .. } = *cv;
                 k.hs.add(msg.msg_type, msg.seq, &msg.body);
-                State::ServerExpectFinished(k)
+                State::ServerExpectFinished(Box::new(k))
             }
             (State::ServerExpectFinished(k), HandshakeType::FINISHED) => {
                 self.server_finished(now, k, &msg)?

@@ -274,15 +274,19 @@ impl Connection {
         let pms = ecdh_shared(&n.ecdh, &share)?;
         let master = derive_master(&pms, &n.hs, n.ems);
         self.install_keys(n.suite, &master, &n.hs)?;
-        Ok(State::ServerExpectCertificateVerify(Box::new(Keyed {
-            hs: n.hs,
-            suite: n.suite,
-            profile: n.profile,
-            ems: n.ems,
-            master,
-            peer_key,
-            peer_fingerprint,
-        })))
+        Ok(State::ServerExpectCertificateVerify(Box::new(
+            ExpectCertificateVerify {
+                k: Keyed {
+                    hs: n.hs,
+                    suite: n.suite,
+                    profile: n.profile,
+                    ems: n.ems,
+                    master,
+                    peer_fingerprint,
+                },
+                peer_key,
+            },
+        )))
     }
 
     pub(super) fn server_finished(
@@ -309,6 +313,6 @@ impl Connection {
         // (RFC 6347 §4.2.4).
         self.send_flight(now, false);
         self.peer_flight_start = Some(client_flight_start);
-        Ok(self.establish(k))
+        Ok(self.establish(*k))
     }
 }
