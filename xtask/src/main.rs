@@ -11,6 +11,7 @@
 //!   benchmarks.
 //! - `instructions`: callgrind instruction counts against `benches/instructions.baseline`
 //!   (also a step of `ci`); `bench-baseline` rewrites that file.
+//! - `doc`, `msrv`, `deny`: those steps of `ci` alone.
 //! - `interop`: the tests that drive real peers (libsrtp2, webrtc-*, OpenSSL, Chromium).
 //! - `fuzz [seconds]`: every cargo-fuzz target for `seconds` (default 20) each.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -50,6 +51,9 @@ fn main() -> ExitCode {
             Some(which) => bench::profile(which, &rest[1..]),
             None => Err("profile what? srtp|dtls|sfu".into()),
         },
+        "doc" => doc(),
+        "msrv" => msrv(),
+        "deny" => deny(),
         "instructions" => instructions::check(),
         "bench-baseline" => instructions::rewrite(),
         "interop" => interop(),
@@ -59,7 +63,7 @@ fn main() -> ExitCode {
                 "usage: cargo xtask <ci | test | interop | fuzz [seconds]\n\
                  \x20 | bench [srtp|dtls|sfu|signaling|all] [--save <label>] [--against <label>] [-- <criterion args>]\n\
                  \x20 | profile srtp|dtls|sfu [--seconds N] [-- <filter>]\n\
-                 \x20 | instructions | bench-baseline>"
+                 \x20 | doc | msrv | deny | instructions | bench-baseline>"
             );
             Err("unknown task".into())
         }
@@ -128,15 +132,20 @@ fn ci() -> Result {
         "warnings",
     ]);
     run("clippy", clippy)?;
-    let mut doc = cargo();
-    doc.args(["doc", "--no-deps", "--workspace"])
-        .env("RUSTDOCFLAGS", "-D warnings");
-    run("rustdoc (warnings denied)", doc)?;
+    doc()?;
     msrv()?;
     deny()?;
     test()?;
     instructions::check()?;
     fuzz(15)
+}
+
+/// `cargo doc --no-deps --workspace` with rustdoc warnings denied.
+fn doc() -> Result {
+    let mut doc = cargo();
+    doc.args(["doc", "--no-deps", "--workspace"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run("rustdoc (warnings denied)", doc)
 }
 
 /// The toolchain of the workspace's `rust-version` (Cargo.toml), which must therefore stay
