@@ -590,87 +590,112 @@ fn app_data_events(evs: &[Event]) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The client's next application-data record carrying `data`, not yet delivered.
+fn sealed(p: &mut Pair, data: &[u8]) -> Vec<u8> {
+    p.client.send(data).unwrap();
+    p.client.poll_transmit().unwrap()
+}
+
+/// Application data the server delivered since the last call.
+fn server_received(p: &mut Pair) -> Vec<Vec<u8>> {
+    app_data_events(&events(&mut p.server))
+}
+
+/// The association still carries data: a fresh record from the client gets through, once.
+fn still_delivers(p: &mut Pair) {
+    assert!(p.server.is_connected());
+    let d = sealed(p, b"still here");
+    p.server.handle_datagram(p.now, &d).unwrap();
+    assert_eq!(server_received(p), vec![b"still here".to_vec()]);
+}
+
+/// Records the server must drop after the handshake, each counted in `dropped_records`,
+/// none delivered, the association intact.
+#[test]
+fn forged_records_after_the_handshake_are_dropped() {
+    type Forge = fn(&mut Pair) -> Vec<Vec<u8>>;
+    let cases: [(&str, Forge); 4] = [
+        ("plaintext application data", |_| {
+            vec![record(23, 0, 1000, b"plaintext!")]
+        }),
+        ("a plaintext fatal alert", |_| {
+            vec![record(21, 0, 1001, &[2, 40])]
+        }),
+        ("future epochs", |_| {
+            [2u16, 3, 0xffff]
+                .map(|epoch| record(23, epoch, 1, &[0; 40]))
+                .to_vec()
+        }),
+        ("a tampered record", |p| {
+            let mut d = sealed(p, b"data");
+            let last = d.len() - 1;
+            d[last] ^= 0x80;
+            vec![d]
+        }),
+    ];
+    for (seed, (what, forge)) in (32..).zip(cases) {
+        let mut p = connected_pair(seed);
+        let _ = events(&mut p.server);
+        let forged = forge(&mut p);
+        let before = p.server.stats();
+        for d in &forged {
+            p.server.handle_datagram(p.now, d).unwrap();
+        }
+        let after = p.server.stats();
+        assert!(server_received(&mut p).is_empty(), "{what}");
+        assert_eq!(
+            (after.dropped_records - before.dropped_records)
+                + (after.discarded_messages - before.discarded_messages),
+            forged.len() as u64,
+            "{what}"
+        );
+        still_delivers(&mut p);
+    }
+}
+
 #[test]
 fn replayed_record_is_dropped() {
     let mut p = connected_pair(30);
     let _ = events(&mut p.server);
-    p.client.send(b"once").unwrap();
-    let d = p.client.poll_transmit().unwrap();
+    let d = sealed(&mut p, b"once");
     p.server.handle_datagram(p.now, &d).unwrap();
     p.server.handle_datagram(p.now, &d).unwrap();
-    assert_eq!(
-        app_data_events(&events(&mut p.server)),
-        vec![b"once".to_vec()]
-    );
+    assert_eq!(server_received(&mut p), vec![b"once".to_vec()]);
     assert_eq!(p.server.stats().replayed_records, 1);
-    // Still working.
-    p.client.send(b"twice").unwrap();
-    let d = p.client.poll_transmit().unwrap();
-    p.server.handle_datagram(p.now, &d).unwrap();
-    assert_eq!(
-        app_data_events(&events(&mut p.server)),
-        vec![b"twice".to_vec()]
-    );
+    still_delivers(&mut p);
 }
 
 #[test]
-fn tampered_record_is_dropped() {
+fn a_dropped_forgery_does_not_move_the_replay_window() {
+    // A tampered record fails authentication; the genuine record with that sequence
+    // number still gets in afterwards.
     let mut p = connected_pair(31);
     let _ = events(&mut p.server);
-    p.client.send(b"data").unwrap();
-    let mut d = p.client.poll_transmit().unwrap();
+    let mut d = sealed(&mut p, b"data");
     let last = d.len() - 1;
     d[last] ^= 0x80;
     p.server.handle_datagram(p.now, &d).unwrap();
-    assert!(app_data_events(&events(&mut p.server)).is_empty());
+    assert!(server_received(&mut p).is_empty());
     assert_eq!(p.server.stats().dropped_records, 1);
-    // The window did not move: the genuine record with that number still gets in.
     d[last] ^= 0x80;
     p.server.handle_datagram(p.now, &d).unwrap();
-    assert_eq!(
-        app_data_events(&events(&mut p.server)),
-        vec![b"data".to_vec()]
-    );
+    assert_eq!(server_received(&mut p), vec![b"data".to_vec()]);
 }
 
 #[test]
-fn plaintext_application_data_after_handshake_is_dropped() {
-    let mut p = connected_pair(32);
-    let _ = events(&mut p.server);
-    p.server
-        .handle_datagram(p.now, &record(23, 0, 1000, b"plaintext!"))
-        .unwrap();
-    assert!(app_data_events(&events(&mut p.server)).is_empty());
-    assert_eq!(p.server.stats().dropped_records, 1);
-    // A plaintext fatal alert cannot kill the association either.
-    p.server
-        .handle_datagram(p.now, &record(21, 0, 1001, &[2, 40]))
-        .unwrap();
-    assert!(p.server.is_connected());
-}
-
-#[test]
-fn future_and_past_epochs_are_dropped() {
+fn an_epoch_1_record_rewritten_to_another_epoch_is_dropped() {
     let mut p = connected_pair(33);
     let _ = events(&mut p.server);
-    for epoch in [2u16, 3, 0xffff] {
-        p.server
-            .handle_datagram(p.now, &record(23, epoch, 1, &[0; 40]))
-            .unwrap();
-    }
-    assert_eq!(p.server.stats().dropped_records, 3);
-    // A record from epoch 1 rewritten as epoch 0 or 2 does not authenticate or is dropped.
-    p.client.send(b"x").unwrap();
-    let d = p.client.poll_transmit().unwrap();
+    let d = sealed(&mut p, b"x");
     for epoch in [0u16, 2] {
         let mut e = d.clone();
         e[3..5].copy_from_slice(&epoch.to_be_bytes());
         p.server.handle_datagram(p.now, &e).unwrap();
     }
-    assert!(app_data_events(&events(&mut p.server)).is_empty());
+    assert!(server_received(&mut p).is_empty());
     assert!(p.server.is_connected());
     p.server.handle_datagram(p.now, &d).unwrap();
-    assert_eq!(app_data_events(&events(&mut p.server)), vec![b"x".to_vec()]);
+    assert_eq!(server_received(&mut p), vec![b"x".to_vec()]);
 }
 
 #[test]
