@@ -19,7 +19,15 @@
 //! opaque argument, so every RustCrypto run follows the same path; under ring the ECDHE keys
 //! and signature nonces come from the OS, which moves a handshake's count by a few
 //! instructions at most (ring's P-256 is constant-time).
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+// gungraun's `#[library_benchmark]`/`#[bench]` macros expand to fully qualified paths of
+// the names they are given, which `unused_qualifications` (a workspace lint) reports at
+// every use.
+#![allow(
+    missing_docs,
+    unused_qualifications,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::hint::black_box;
 use std::sync::Arc;

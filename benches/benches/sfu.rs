@@ -4,6 +4,7 @@
 //! payload type, protect into its retransmission slot and hand to the output); `floor` is a
 //! bare unprotect plus N protects with `callsec-srtp` contexts over the same bytes.
 //! 1200-byte payloads, AEAD_AES_128_GCM and AES128_CM_HMAC_SHA1_80.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
 

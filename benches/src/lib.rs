@@ -2,7 +2,7 @@
 //! `dtls`, feature `timed`, on by default) and the callgrind instruction counts
 //! (`instructions`, no feature needed).
 //!
-//! This library holds what every criterion benchmark shares: [`criterion`], the configuration
+//! This library holds what every criterion benchmark shares: [`criterion()`], the configuration
 //! that draws HTML reports with plotters and, under `--profile-time <seconds>`, samples the
 //! benchmark with pprof into `<target>/criterion/<group>/<id>/profile/flamegraph.svg`.
 

@@ -1,5 +1,8 @@
-//! Shared helpers for the cross-crate tests: packet builders and peer adapters.
+//! Shared helpers for the cross-crate tests: packet builders, peer adapters, and the
+//! simulated network ([`pair::Pair`]: loss, reorder, duplication, virtual clock).
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod pair;
 
 use rand::{Rng, RngCore};
 

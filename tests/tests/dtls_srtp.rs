@@ -4,59 +4,21 @@
 //! bytes, so the key objects the handshake hands out mean the same to independent stacks.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use callsec_dtls::{Certificate, Config, Connected, Connection, Event};
+use callsec_dtls::Connected;
 use callsec_srtp::{Context, MasterKey, ProtectionProfile};
+use callsec_tests::pair::{Netem, Pair};
 use callsec_tests::{RtpShape, rtcp_packet, rtp_packet};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
-/// Runs a handshake in memory; returns (client, server) Connected events.
+/// Runs a handshake in memory on the shared simulated network (no loss); returns (client,
+/// server) Connected events.
 fn handshake(profile: ProtectionProfile, seed: u64) -> (Box<Connected>, Box<Connected>) {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    let mk = |rng: &mut ChaCha20Rng| {
-        let mut c = Config::new(Certificate::generate(rng));
-        c.srtp_profiles = vec![profile];
-        Arc::new(c)
-    };
-    let (cc, sc) = (mk(&mut rng), mk(&mut rng));
-    let now = Instant::now();
-    let mut client =
-        Connection::client(cc.clone(), &[sc.certificate.fingerprint()], now, &mut rng).unwrap();
-    let mut server = Connection::server(
-        sc.clone(),
-        &[cc.certificate.fingerprint()],
-        ([192, 0, 2, 1], 4444).into(),
-        &mut rng,
-    )
-    .unwrap();
-    let (mut c_done, mut s_done) = (None, None);
-    for _ in 0..20 {
-        while let Some(d) = client.poll_transmit() {
-            server.handle_datagram(now, &d).unwrap();
-        }
-        while let Some(d) = server.poll_transmit() {
-            client.handle_datagram(now, &d).unwrap();
-        }
-        while let Some(e) = client.poll_event() {
-            if let Event::Connected(c) = e {
-                c_done = Some(c);
-            }
-        }
-        while let Some(e) = server.poll_event() {
-            if let Event::Connected(c) = e {
-                s_done = Some(c);
-            }
-        }
-        if c_done.is_some() && s_done.is_some() {
-            break;
-        }
-    }
+    let mut p = Pair::new(seed, Netem::default(), |c| c.srtp_profiles = vec![profile]);
+    p.drive();
     (
-        c_done.expect("client connected"),
-        s_done.expect("server connected"),
+        Box::new(p.client_connected().clone()),
+        Box::new(p.server_connected().clone()),
     )
 }
 

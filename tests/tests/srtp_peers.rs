@@ -3,6 +3,7 @@
 //! Both directions, both profiles, RTP and RTCP, sizes from a bare 12-byte header to
 //! 1500 bytes, with CSRCs, one- and two-byte header extensions, padding, and a 16-bit
 //! sequence-number wrap in every run. A missing peer fails the build, never skips.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use callsec_srtp::{Config, Context, MasterKey, ProtectionProfile};
 use callsec_tests::{key_material, random_shape, rtcp_packet, rtp_packet};

@@ -1,7 +1,8 @@
 //! `cargo xtask <task>`: the one entry point for CI, benchmarks, interop and fuzzing.
 //!
-//! - `ci`: rustfmt check, clippy (warnings denied), every test, the instruction-count gate, a
-//!   fuzz smoke run.
+//! - `ci`: rustfmt check, clippy (warnings denied), rustdoc (warnings denied), a check with the
+//!   declared `rust-version` toolchain, `cargo deny check`, every test, the instruction-count
+//!   gate, a fuzz smoke run.
 //! - `test`: every test of the workspace (no lint, no fuzz).
 //! - `bench [srtp|dtls|sfu|signaling|all] [--save <label>] [--against <label>] [-- <criterion
 //!   args>]`: criterion benchmarks (HTML reports with plots), a table of medians, throughput
@@ -10,6 +11,7 @@
 //!   benchmarks.
 //! - `instructions`: callgrind instruction counts against `benches/instructions.baseline`
 //!   (also a step of `ci`); `bench-baseline` rewrites that file.
+//! - `doc`, `msrv`, `deny`: those steps of `ci` alone.
 //! - `interop`: the tests that drive real peers (libsrtp2, webrtc-*, OpenSSL, Chromium).
 //! - `fuzz [seconds]`: every cargo-fuzz target for `seconds` (default 20) each.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -49,6 +51,9 @@ fn main() -> ExitCode {
             Some(which) => bench::profile(which, &rest[1..]),
             None => Err("profile what? srtp|dtls|sfu".into()),
         },
+        "doc" => doc(),
+        "msrv" => msrv(),
+        "deny" => deny(),
         "instructions" => instructions::check(),
         "bench-baseline" => instructions::rewrite(),
         "interop" => interop(),
@@ -58,7 +63,7 @@ fn main() -> ExitCode {
                 "usage: cargo xtask <ci | test | interop | fuzz [seconds]\n\
                  \x20 | bench [srtp|dtls|sfu|signaling|all] [--save <label>] [--against <label>] [-- <criterion args>]\n\
                  \x20 | profile srtp|dtls|sfu [--seconds N] [-- <filter>]\n\
-                 \x20 | instructions | bench-baseline>"
+                 \x20 | doc | msrv | deny | instructions | bench-baseline>"
             );
             Err("unknown task".into())
         }
@@ -127,9 +132,81 @@ fn ci() -> Result {
         "warnings",
     ]);
     run("clippy", clippy)?;
+    doc()?;
+    msrv()?;
+    deny()?;
     test()?;
     instructions::check()?;
     fuzz(15)
+}
+
+/// `cargo doc --no-deps --workspace` with rustdoc warnings denied.
+fn doc() -> Result {
+    let mut doc = cargo();
+    doc.args(["doc", "--no-deps", "--workspace"])
+        .env("RUSTDOCFLAGS", "-D warnings");
+    run("rustdoc (warnings denied)", doc)
+}
+
+/// The toolchain of the workspace's `rust-version` (Cargo.toml), which must therefore stay
+/// honest: `cargo +<rust-version>.0 check --workspace --all-targets`.
+fn msrv() -> Result {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml"))
+        .map_err(|e| format!("Cargo.toml: {e}"))?;
+    let version = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .ok_or("Cargo.toml: no rust-version")?;
+    let toolchain = if version.matches('.').count() == 1 {
+        format!("{version}.0")
+    } else {
+        version
+    };
+    // Through rustup's proxy, not `$CARGO` (which is the toolchain running xtask).
+    let mut c = Command::new("cargo");
+    c.current_dir(root())
+        .env_remove("CARGO")
+        .env_remove("RUSTC")
+        .args([
+            &format!("+{toolchain}"),
+            "check",
+            "--workspace",
+            "--all-targets",
+        ]);
+    run(
+        &format!("check with the declared rust-version ({toolchain})"),
+        c,
+    )
+}
+
+/// `cargo deny check` (deny.toml): advisories, licences, bans, sources. When
+/// `CALLSEC_ADVISORY_DBS` names a prepared database (`.ci/advisory-db.sh` makes one from the
+/// offline copy CI keeps), it runs with `--offline` against it (deny.toml's `db-path` reads
+/// the variable); otherwise against the live RustSec database.
+fn deny() -> Result {
+    let offline = std::env::var_os("CALLSEC_ADVISORY_DBS").is_some_and(|d| !d.is_empty());
+    if offline {
+        // `--offline` covers cargo metadata too, which needs every package of the lock file
+        // (all platforms) in cargo's cache: fetch them first (the registry is reachable).
+        let mut f = cargo();
+        f.args(["fetch", "--locked"]);
+        run("cargo fetch (for cargo deny --offline)", f)?;
+    }
+    let mut c = Command::new("cargo");
+    c.current_dir(root()).arg("deny");
+    if offline {
+        c.arg("--offline");
+    }
+    c.arg("check");
+    run(
+        if offline {
+            "cargo deny check (offline advisory database)"
+        } else {
+            "cargo deny check (live advisory database)"
+        },
+        c,
+    )
 }
 
 fn test() -> Result {

@@ -357,7 +357,7 @@ fn open_cbc(aes: &Aes256, mac_key: &[u8; 20], rec: &Record<'_>) -> Result<Vec<u8
     let bad = Error::Decode("bad_record_mac");
     let frag = rec.fragment;
     // IV + at least one block holding MAC and padding; whole blocks only.
-    if frag.len() < BLOCK + MAC_LEN + 1 || frag.len() % BLOCK != 0 {
+    if frag.len() < BLOCK + MAC_LEN + 1 || !frag.len().is_multiple_of(BLOCK) {
         return Err(bad);
     }
     let (iv, body) = frag.split_at(BLOCK);

@@ -6,12 +6,10 @@
 //! complete, with matching keys, within the normal retransmission schedule.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::Duration;
 
 use callsec_dtls::CipherSuite;
-use common::{Netem, Pair};
+use callsec_tests::pair::{Netem, Pair};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 

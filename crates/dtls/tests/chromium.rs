@@ -2,13 +2,11 @@
 //! 1.2, X25519MLKEM768, x25519, secp256r1, ...) must get a correct DTLS 1.2 answer on P-256.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Instant;
 
 use callsec_dtls::{Certificate, Config, Connection, Fingerprint, HelloCheck, HelloVerifier};
-use common::records;
+use callsec_tests::pair::records;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 

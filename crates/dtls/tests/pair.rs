@@ -2,13 +2,11 @@
 //! Two callsec peers on a virtual clock: both suites, both SRTP profiles, loss, reordering,
 //! duplication, fragmentation.
 
-mod common;
-
 use std::time::Duration;
 
 use callsec_dtls::{CipherSuite, Event};
 use callsec_srtp::ProtectionProfile;
-use common::{Netem, Pair};
+use callsec_tests::pair::{Netem, Pair};
 
 fn assert_keys_agree(p: &Pair) {
     let c = p.client_connected();
@@ -99,7 +97,7 @@ fn defaults_prefer_gcm_and_aead_profile() {
 
 #[test]
 fn server_preference_picks_profile() {
-    let (cc, sc) = common::configs(3, |_| {});
+    let (cc, sc) = callsec_tests::pair::configs(3, |_| {});
     let mut sc2 = (*sc).clone();
     sc2.srtp_profiles = vec![
         ProtectionProfile::Aes128CmHmacSha1_80,
@@ -281,7 +279,8 @@ fn hello_verifier_in_front_under_loss() {
     use std::time::Instant;
 
     for seed in 0..100u64 {
-        let (cc, sc) = common::configs(seed, |c| c.handshake_timeout = Duration::from_secs(600));
+        let (cc, sc) =
+            callsec_tests::pair::configs(seed, |c| c.handshake_timeout = Duration::from_secs(600));
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let mut net = ChaCha20Rng::seed_from_u64(seed ^ 0x5eed);
         let mut lossy = |d: Vec<u8>| -> Vec<Vec<u8>> {

@@ -169,11 +169,11 @@ impl IceLite {
 
     /// Checks consent at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some((addr, last)) = self.nominated {
-            if now >= last + CONSENT_TIMEOUT {
-                self.nominated = None;
-                self.events.push_back(Event::ConsentExpired(addr));
-            }
+        if let Some((addr, last)) = self.nominated
+            && now >= last + CONSENT_TIMEOUT
+        {
+            self.nominated = None;
+            self.events.push_back(Event::ConsentExpired(addr));
         }
     }
 

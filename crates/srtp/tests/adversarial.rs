@@ -363,7 +363,7 @@ fn garbage_never_panics_nor_authenticates_nor_disturbs_the_receiver() {
                         x as u8
                     })
                     .collect();
-                if len > 0 && x % 2 == 0 {
+                if len > 0 && x.is_multiple_of(2) {
                     buf[0] = 0x80 | (buf[0] & 0x3f);
                 }
                 assert!(rx.unprotect_rtp(&mut buf.clone()).is_err(), "{profile}");

@@ -144,7 +144,7 @@ impl Connection {
             c:
                 Certified {
                     mut n,
-                    peer_key,
+                    peer_key: _,
                     peer_fingerprint,
                 },
             server_share: share,
@@ -195,13 +195,14 @@ impl Connection {
             profile: n.profile,
             ems: n.ems,
             master,
-            peer_key,
             peer_fingerprint,
         })))
     }
 
     pub(super) fn client_finished(&mut self, k: Box<Keyed>, msg: &Message) -> Result<State, Error> {
         check_finished(&k, false, &msg.body)?;
-        Ok(self.establish(k))
+        // The client's last flight is done with: nothing of ours answers a repeat now.
+        self.flight.clear();
+        Ok(self.establish(*k))
     }
 }

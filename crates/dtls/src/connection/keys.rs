@@ -80,28 +80,29 @@ pub(super) fn check_finished(k: &Keyed, from_client: bool, body: &[u8]) -> Resul
 }
 
 impl Connection {
-    pub(super) fn establish(&mut self, k: Box<Keyed>) -> State {
+    pub(super) fn establish(&mut self, k: Keyed) -> State {
         self.retransmit_at = None;
         self.handshake_deadline = None;
-        if self.role == Role::Client {
-            self.flight.clear();
-        }
+        let Keyed {
+            hs,
+            suite,
+            profile,
+            ems,
+            master,
+            peer_fingerprint,
+        } = k;
         let est = Established {
-            client_random: k.hs.client_random,
-            server_random: k.hs.server_random,
-            master: k.master,
-            suite: k.suite,
-            profile: k.profile,
-            peer_fingerprint: k.peer_fingerprint,
-            ems: k.ems,
+            client_random: hs.client_random,
+            server_random: hs.server_random,
+            master,
         };
-        match self.srtp_keys(&est) {
+        match self.srtp_keys(&est, profile) {
             Ok(srtp) => self.events.push_back(Event::Connected(Box::new(Connected {
-                cipher_suite: est.suite,
-                profile: est.profile,
+                cipher_suite: suite,
+                profile,
                 srtp,
-                peer_fingerprint: est.peer_fingerprint,
-                extended_master_secret: est.ems,
+                peer_fingerprint,
+                extended_master_secret: ems,
             }))),
             Err(e) => {
                 self.shut(Some(e));
@@ -113,8 +114,11 @@ impl Connection {
 
     /// RFC 5764 §4.2: export `2 * (key + salt)` bytes and split them into client_write_key,
     /// server_write_key, client_write_salt, server_write_salt.
-    pub(super) fn srtp_keys(&self, est: &Established) -> Result<SrtpKeys, Error> {
-        let p = est.profile;
+    pub(super) fn srtp_keys(
+        &self,
+        est: &Established,
+        p: ProtectionProfile,
+    ) -> Result<SrtpKeys, Error> {
         let (k, s) = (p.key_len(), p.salt_len());
         let mut km = Zeroizing::new(vec![0u8; p.keying_material_len()]);
         prf::export(

@@ -21,14 +21,16 @@
 //!                              <-------   Finished                /
 //! ```
 //!
-//! This module holds the public [`Connection`], the record layer's dispatch and the
-//! handshake states (one type per step: what is valid then, nothing optional); `client`
-//! and `server` the steps of each role, `flight` our flights and their retransmission,
-//! `keys` the transcript, ECDHE, master secret and key installation. The submodules take
+//! This module holds the public [`Connection`] and the handshake states (one type per step:
+//! what is valid then, nothing optional; the server's cookie exchange lives in its first
+//! state); `input` the record layer's dispatch and which message each state takes in which
+//! epoch; `client` and `server` the steps of each role, `flight` our flights and their
+//! retransmission, `keys` the transcript, ECDHE, master secret and key installation. The submodules take
 //! this module's imports with `use super::*`.
 
 mod client;
 mod flight;
+mod input;
 mod keys;
 mod server;
 
@@ -158,8 +160,6 @@ pub struct Connection {
     role: Role,
     config: Arc<Config>,
     expected: Vec<Fingerprint>,
-    /// Server: the client's transport address, which the cookie is bound to.
-    client_addr: Option<SocketAddr>,
     state: State,
     /// Epoch 1 (epoch 0 has no protection, and so no replay window: nothing in it can be
     /// authenticated, so nothing in it may move a window, RFC 6347 §4.1.2.6).
@@ -182,11 +182,6 @@ pub struct Connection {
     transmits: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     iv_secret: Zeroizing<[u8; 32]>,
-    cookie_secret: Zeroizing<[u8; 32]>,
-    /// Server: whether a ClientHello with our cookie is still to come (config, unless a
-    /// [`HelloVerifier`](crate::HelloVerifier) checked it already). Until then the server
-    /// is stateless: it answers ClientHellos with HelloVerifyRequests and drops the rest.
-    verify_cookie: bool,
     /// Why the last plaintext handshake message was discarded.
     last_discarded: Option<Error>,
     stats: Stats,
@@ -241,7 +236,9 @@ struct SignedShare {
     server_share: p256::PublicKey,
 }
 
-/// Keys derived, Finished pending.
+/// Keys derived and installed, the peer's Finished pending (either role). The peer's
+/// signature key is no longer needed: the client checked it on the ServerKeyExchange, the
+/// server on the CertificateVerify ([`ExpectCertificateVerify`]).
 #[derive(Clone)]
 struct Keyed {
     hs: Hs,
@@ -249,20 +246,24 @@ struct Keyed {
     profile: ProtectionProfile,
     ems: bool,
     master: MasterSecret,
-    peer_key: PeerKey,
     peer_fingerprint: Fingerprint,
 }
 
-/// Handshake complete.
+/// Server: keys derived from the ClientKeyExchange; the client's CertificateVerify, signed
+/// with the key of the certificate it sent, is next.
+#[derive(Clone)]
+struct ExpectCertificateVerify {
+    k: Keyed,
+    peer_key: PeerKey,
+}
+
+/// Handshake complete: what the exporter (RFC 5705) needs, nothing else (what the
+/// application learns left in the `Connected` event).
 #[derive(Clone)]
 struct Established {
     client_random: [u8; 32],
     server_random: [u8; 32],
     master: MasterSecret,
-    suite: CipherSuite,
-    profile: ProtectionProfile,
-    peer_fingerprint: Fingerprint,
-    ems: bool,
 }
 
 /// Each state holds what is valid then (rustls `ExpectServerHello` style).
@@ -279,7 +280,7 @@ enum State {
     ServerExpectClientHello(Box<ServerStart>),
     ServerExpectCertificate(Box<Negotiated>),
     ServerExpectClientKeyExchange(Box<Certified>),
-    ServerExpectCertificateVerify(Box<Keyed>),
+    ServerExpectCertificateVerify(Box<ExpectCertificateVerify>),
     ServerExpectFinished(Box<Keyed>),
     Connected(Box<Established>),
     Closed,
@@ -329,7 +330,7 @@ impl Connection {
         now: Instant,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Self, Error> {
-        let mut conn = Self::new(Role::Client, config, expected, None, rng)?;
+        let mut conn = Self::new(Role::Client, config, expected, rng)?;
         let mut client_random = [0u8; 32];
         rng.fill_bytes(&mut client_random);
         let ecdh = EcdhSeed::new(rng).key(conn.config.provider);
@@ -387,15 +388,8 @@ impl Connection {
         client_addr: SocketAddr,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Self, Error> {
-        let mut conn = Self::new(Role::Server, config, expected, Some(client_addr), rng)?;
-        let mut server_random = [0u8; 32];
-        rng.fill_bytes(&mut server_random);
-        let ecdh = EcdhSeed::new(rng);
-        conn.state = State::ServerExpectClientHello(Box::new(ServerStart {
-            server_random,
-            ecdh,
-        }));
-        Ok(conn)
+        let cookie = config.cookie_exchange;
+        Self::server_start(config, expected, client_addr, cookie, rng)
     }
 
     /// Starts a server for a client whose ClientHello cookie a [`HelloVerifier`] already
@@ -410,8 +404,29 @@ impl Connection {
         client_addr: SocketAddr,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Self, Error> {
-        let mut conn = Self::server(config, expected, client_addr, rng)?;
-        conn.verify_cookie = false;
+        Self::server_start(config, expected, client_addr, false, rng)
+    }
+
+    /// A server in its first state; `cookie`: whether it demands a cookie first.
+    fn server_start(
+        config: Arc<Config>,
+        expected: &[Fingerprint],
+        client_addr: SocketAddr,
+        cookie: bool,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Self, Error> {
+        let mut conn = Self::new(Role::Server, config, expected, rng)?;
+        let mut cookie_secret = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut cookie_secret[..]);
+        let mut server_random = [0u8; 32];
+        rng.fill_bytes(&mut server_random);
+        let ecdh = EcdhSeed::new(rng);
+        conn.state = State::ServerExpectClientHello(Box::new(ServerStart {
+            server_random,
+            ecdh,
+            client_addr,
+            cookie_secret: cookie.then_some(cookie_secret),
+        }));
         Ok(conn)
     }
 
@@ -419,7 +434,6 @@ impl Connection {
         role: Role,
         config: Arc<Config>,
         expected: &[Fingerprint],
-        client_addr: Option<SocketAddr>,
         rng: &mut impl CryptoRngCore,
     ) -> Result<Self, Error> {
         config.validate()?;
@@ -428,15 +442,11 @@ impl Connection {
         }
         let mut iv_secret = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut iv_secret[..]);
-        let mut cookie_secret = Zeroizing::new([0u8; 32]);
-        rng.fill_bytes(&mut cookie_secret[..]);
         let rto = config.initial_retransmit_timeout;
-        let verify_cookie = role == Role::Server && config.cookie_exchange;
         Ok(Self {
             role,
             config,
             expected: expected.to_vec(),
-            client_addr,
             state: State::Closed,
             read: None,
             write: Default::default(),
@@ -453,8 +463,6 @@ impl Connection {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             iv_secret,
-            verify_cookie,
-            cookie_secret,
             last_discarded: None,
             stats: Stats::default(),
             terminated: false,
@@ -497,8 +505,14 @@ impl Connection {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        if matches!(self.state, State::ServerExpectClientHello(_)) {
-            if self.verify_cookie && !self.check_cookie(datagram) {
+        if let State::ServerExpectClientHello(s) = &mut self.state {
+            if !check_cookie(
+                s,
+                &mut self.reassembler,
+                &mut self.transmits,
+                &mut self.stats,
+                datagram,
+            ) {
                 return Ok(());
             }
             // From here the server holds state: the total timeout runs from now, so a
@@ -623,248 +637,6 @@ impl Connection {
         Ok(())
     }
 
-    // ---------------------------------------------------------------- record layer ---------
-
-    fn handle_record(&mut self, now: Instant, rec: &Record<'_>) -> Result<(), Error> {
-        // RFC 6347 §4.1: version FEFD, or FEFF in a first ClientHello.
-        if rec.version != DTLS12 && rec.version != DTLS10 {
-            self.stats.dropped_records += 1;
-            return Ok(());
-        }
-        let plaintext = match (rec.epoch, &mut self.read) {
-            (0, _) => {
-                if rec.fragment.len() > MAX_PLAINTEXT {
-                    self.stats.dropped_records += 1;
-                    return Ok(());
-                }
-                rec.fragment.to_vec()
-            }
-            (1, Some(read)) => {
-                if !read.window.check(rec.seq) {
-                    self.stats.replayed_records += 1;
-                    return Ok(());
-                }
-                // RFC 5246 §6.2.3: a plaintext over 2^14 bytes is record_overflow; in DTLS
-                // the record is dropped like any other invalid one.
-                match read.cipher.open(rec) {
-                    Ok(p) if p.len() <= MAX_PLAINTEXT => {
-                        // RFC 6347 §4.1.2.6: the window moves only for records that
-                        // authenticated.
-                        read.window.update(rec.seq);
-                        p
-                    }
-                    _ => {
-                        self.stats.dropped_records += 1;
-                        return Ok(());
-                    }
-                }
-            }
-            // A future epoch (RFC 6347 §4.1: may be discarded) or one that never exists.
-            _ => {
-                self.stats.dropped_records += 1;
-                return Ok(());
-            }
-        };
-        let authenticated = rec.epoch == 1;
-        let connected = self.is_connected();
-        match rec.content_type {
-            ContentType::HANDSHAKE => {
-                self.handle_handshake_record(now, rec.epoch, rec.seq, &plaintext)
-            }
-            // RFC 5246 §7.1: one byte, value 1. The epoch in each record header says which
-            // keys protect it, so a ChangeCipherSpec carries no information callsec needs:
-            // it may be lost or reordered (RFC 6347 §4.1) and, in plaintext, forged. It is
-            // only checked when authenticated and premature. Zero-length and other malformed
-            // ones are dropped (RFC 6347 §4.1.2.7).
-            ContentType::CHANGE_CIPHER_SPEC => {
-                if plaintext != [1] {
-                    self.stats.dropped_records += 1;
-                } else if authenticated && !connected {
-                    return Err(Error::UnexpectedMessage("ChangeCipherSpec in epoch 1"));
-                }
-                Ok(())
-            }
-            // Plaintext alerts are never acted on: anyone who can spoof the peer's address
-            // could end a handshake or an association with one. Zero-length alerts are
-            // dropped as malformed records.
-            ContentType::ALERT => {
-                if plaintext.is_empty() {
-                    self.stats.dropped_records += 1;
-                    Ok(())
-                } else if !authenticated {
-                    self.stats.discarded_messages += 1;
-                    Ok(())
-                } else {
-                    self.handle_alert(&plaintext)
-                }
-            }
-            ContentType::APPLICATION_DATA => {
-                if connected && authenticated {
-                    self.events.push_back(Event::ApplicationData(plaintext));
-                } else {
-                    // Plaintext or premature application data (RFC 6347 §4.1: dropped).
-                    self.stats.dropped_records += 1;
-                }
-                Ok(())
-            }
-            _ => {
-                self.stats.dropped_records += 1;
-                Ok(())
-            }
-        }
-    }
-
-    fn handle_alert(&mut self, body: &[u8]) -> Result<(), Error> {
-        let [level, desc] = body else {
-            return Err(Error::Decode("alert"));
-        };
-        let description = AlertDescription(*desc);
-        if description == AlertDescription::CLOSE_NOTIFY {
-            // RFC 5246 §7.2.1: answer with close_notify and close.
-            self.send_alert(AlertLevel::Warning, AlertDescription::CLOSE_NOTIFY);
-            self.shut(None);
-            return Ok(());
-        }
-        match level {
-            1 => {
-                self.events.push_back(Event::Alert {
-                    level: AlertLevel::Warning,
-                    description,
-                });
-                Ok(())
-            }
-            _ => {
-                let e = Error::AlertReceived(description);
-                self.shut(Some(e.clone()));
-                Err(e)
-            }
-        }
-    }
-
-    fn handle_handshake_record(
-        &mut self,
-        now: Instant,
-        epoch: u16,
-        record_seq: u64,
-        body: &[u8],
-    ) -> Result<(), Error> {
-        if self.is_connected() {
-            return self.handle_post_handshake_record(now, epoch, body);
-        }
-        // Trusted fragments are those whose sender is known: authenticated ones, and a
-        // ClientHello at a server that demands no cookie from this address (the caller
-        // vouched for it). Only for them is a malformed fragment a protocol error.
-        let trusted = epoch == 1 || matches!(self.state, State::ServerExpectClientHello(_));
-        let mut r = Reader::new(body);
-        let mut resend = false;
-        while r.remaining() > 0 {
-            let (h, frag) = match HsHeader::read(&mut r) {
-                Ok(x) => x,
-                Err(e) if trusted => return Err(e),
-                Err(_) => {
-                    self.stats.dropped_records += 1;
-                    break;
-                }
-            };
-            match self.reassembler.insert(&h, epoch, frag, trusted)? {
-                Inserted::Old => {
-                    // RFC 6347 §4.2.4: a repeat of the peer's last flight means ours was lost.
-                    if Some(h.message_seq) == self.peer_flight_start && h.fragment_offset == 0 {
-                        resend = true;
-                    }
-                }
-                Inserted::Dropped => self.stats.dropped_records += 1,
-                Inserted::Buffered => {}
-            }
-            self.handle_messages(now, record_seq)?;
-            if self.is_closed() {
-                return Ok(());
-            }
-        }
-        if resend {
-            self.answer_repeat(now);
-        }
-        Ok(())
-    }
-
-    /// Hands every message the current state can take to the state machine. A message that
-    /// arrived in plaintext and is refused is discarded: the state stays as it was and its
-    /// message_seq stays open for the genuine message (RFC 6347 §4.1.2.7: invalid input is
-    /// discarded, preserving the association). Only the ClientHello at a server (whose
-    /// cookie proved the sender receives at the address, or whose address the caller
-    /// vouched for) and authenticated messages are refused with an alert.
-    fn handle_messages(&mut self, now: Instant, record_seq: u64) -> Result<(), Error> {
-        while let Some((epoch, max_seq)) = self.state.expects(self.reassembler.next_seq()) {
-            let Some(msg) = self.reassembler.take(epoch, max_seq) else {
-                return Ok(());
-            };
-            let seq = msg.seq;
-            let trusted = msg.epoch == 1 || matches!(self.state, State::ServerExpectClientHello(_));
-            let before = (!trusted).then(|| self.state.clone());
-            match self.handle_message(now, msg, record_seq) {
-                Ok(()) => self.reassembler.accept(seq),
-                Err(e) => match before {
-                    Some(state) => {
-                        self.state = state;
-                        self.stats.discarded_messages += 1;
-                        self.last_discarded = Some(e);
-                    }
-                    None => return Err(e),
-                },
-            }
-            if self.is_closed() {
-                return Ok(());
-            }
-        }
-        Ok(())
-    }
-
-    /// A handshake record after the handshake: repeats of the peer's last flight make the
-    /// server resend its final flight; a new ClientHello or HelloRequest is a renegotiation
-    /// attempt, refused with a no_renegotiation warning (RFC 5746 §4.4, RFC 5246 §7.2.2).
-    /// Epoch-0 records are unauthenticated here: a malformed one is dropped, never fatal
-    /// (RFC 6347 §4.1.2.7), and the answers they cause are rate-limited like repeats.
-    fn handle_post_handshake_record(
-        &mut self,
-        now: Instant,
-        epoch: u16,
-        body: &[u8],
-    ) -> Result<(), Error> {
-        let next = self.reassembler.next_seq();
-        let mut r = Reader::new(body);
-        let (mut resend, mut reneg) = (false, false);
-        while r.remaining() > 0 {
-            let h = match HsHeader::read(&mut r) {
-                Ok((h, _)) => h,
-                Err(_) if epoch == 0 => {
-                    self.stats.dropped_records += 1;
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
-            };
-            if h.message_seq < next {
-                resend |= Some(h.message_seq) == self.peer_flight_start && h.fragment_offset == 0;
-                continue;
-            }
-            reneg |= h.fragment_offset == 0
-                && match self.role {
-                    Role::Server => h.msg_type == HandshakeType::CLIENT_HELLO,
-                    Role::Client => h.msg_type == HandshakeType::HELLO_REQUEST,
-                };
-        }
-        if resend {
-            self.answer_repeat(now);
-        }
-        if reneg {
-            if quiet_since(self.last_no_renegotiation, now, &self.config) {
-                self.last_no_renegotiation = Some(now);
-                self.send_alert(AlertLevel::Warning, AlertDescription::NO_RENEGOTIATION);
-            }
-            self.stats.dropped_records += 1;
-        }
-        Ok(())
-    }
-
     // ---------------------------------------------------------------- handshake ------------
 
     fn handle_message(&mut self, now: Instant, msg: Message, record_seq: u64) -> Result<(), Error> {
@@ -910,12 +682,13 @@ impl Connection {
             (State::ServerExpectClientKeyExchange(n), HandshakeType::CLIENT_KEY_EXCHANGE) => {
                 self.server_client_key_exchange(n, &msg)?
             }
-            (State::ServerExpectCertificateVerify(mut k), HandshakeType::CERTIFICATE_VERIFY) => {
+            (State::ServerExpectCertificateVerify(cv), HandshakeType::CERTIFICATE_VERIFY) => {
                 // RFC 5246 §7.4.8: signature over all handshake messages so far.
                 let (scheme, sig) = read_digitally_signed(&msg.body)?;
-                verify_signature(&k.peer_key, scheme, &sig, &k.hs.transcript)?;
+                verify_signature(&cv.peer_key, scheme, &sig, &cv.k.hs.transcript)?;
+                let ExpectCertificateVerify { mut k, .. } = *cv;
                 k.hs.add(msg.msg_type, msg.seq, &msg.body);
-                State::ServerExpectFinished(k)
+                State::ServerExpectFinished(Box::new(k))
             }
             (State::ServerExpectFinished(k), HandshakeType::FINISHED) => {
                 self.server_finished(now, k, &msg)?
@@ -978,83 +751,4 @@ impl Connection {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cert::Certificate;
-    use rand_chacha::ChaCha20Rng;
-    use rand_core::SeedableRng;
-
-    fn drain(c: &mut Connection) -> Vec<Vec<u8>> {
-        std::iter::from_fn(|| c.poll_transmit()).collect()
-    }
-
-    /// Only the records of `d` in `epoch`.
-    fn keep_epoch(d: &[u8], epoch: u16) -> Vec<u8> {
-        let mut r = Reader::new(d);
-        let mut kept = Vec::new();
-        while r.remaining() > 0 {
-            let start = d.len() - r.remaining();
-            let rec = Record::read(&mut r).unwrap();
-            if rec.epoch == epoch {
-                kept.extend_from_slice(&d[start..d.len() - r.remaining()]);
-            }
-        }
-        kept
-    }
-
-    /// A Finished that authenticates at the record layer (sealed with the client's real
-    /// epoch-1 keys) but carries the wrong verify_data is decrypt_error (RFC 5246 §7.4.9), and
-    /// no Connected event leaves the server. The tests outside the crate cannot make one.
-    #[test]
-    fn a_finished_with_wrong_verify_data_is_decrypt_error() {
-        for suite in CipherSuite::ALL {
-            let mut rng = ChaCha20Rng::seed_from_u64(1);
-            let mut mk = || {
-                let mut c = Config::new(Certificate::generate(&mut rng));
-                c.cookie_exchange = false;
-                c.cipher_suites = vec![suite];
-                Arc::new(c)
-            };
-            let (cc, sc) = (mk(), mk());
-            let now = Instant::now();
-            let mut client =
-                Connection::client(cc.clone(), &[sc.certificate.fingerprint()], now, &mut rng)
-                    .unwrap();
-            let mut server = Connection::server(
-                sc,
-                &[cc.certificate.fingerprint()],
-                ([192, 0, 2, 1], 4444).into(),
-                &mut rng,
-            )
-            .unwrap();
-            for d in drain(&mut client) {
-                server.handle_datagram(now, &d).unwrap();
-            }
-            for d in drain(&mut server) {
-                client.handle_datagram(now, &d).unwrap();
-            }
-            // Flight 5 without its Finished (the only epoch-1 record).
-            for d in drain(&mut client) {
-                server.handle_datagram(now, &keep_epoch(&d, 0)).unwrap();
-            }
-            assert!(matches!(server.state, State::ServerExpectFinished(_)));
-            let mut msg = Vec::new();
-            let seq = server.reassembler.next_seq();
-            transcript_bytes(&mut msg, HandshakeType::FINISHED, seq, &[0; 12]);
-            let mut forged = Vec::new();
-            client
-                .put_record(&mut forged, ContentType::HANDSHAKE, 1, &msg)
-                .unwrap();
-            let res = server.handle_datagram(now, &forged);
-            assert!(
-                matches!(res, Err(Error::DecryptError(_))),
-                "{suite:?}: {res:?}"
-            );
-            assert!(server.is_closed());
-            assert!(
-                !std::iter::from_fn(|| server.poll_event())
-                    .any(|e| matches!(e, Event::Connected(_)))
-            );
-        }
-    }
-}
+mod tests;

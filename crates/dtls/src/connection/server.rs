@@ -3,11 +3,18 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
-/// Server, before a ClientHello with a valid cookie.
+/// Server, before the ClientHello it answers. The cookie exchange belongs to this state
+/// alone: while `cookie_secret` is set (config, unless a [`HelloVerifier`](crate::HelloVerifier)
+/// checked the cookie already) the server is stateless: it answers ClientHellos with
+/// HelloVerifyRequests and drops the rest.
 #[derive(Clone)]
 pub(super) struct ServerStart {
     pub(super) server_random: [u8; 32],
     pub(super) ecdh: EcdhSeed,
+    /// The client's transport address, which the cookie is bound to.
+    pub(super) client_addr: SocketAddr,
+    /// Set until a ClientHello with our cookie arrives.
+    pub(super) cookie_secret: Option<Zeroizing<[u8; 32]>>,
 }
 
 /// RFC 5246 §7.4.1.4 / RFC 5246 §7.2.2: no suite in common. insufficient_security when the
@@ -57,33 +64,39 @@ pub(super) fn check_hello_extensions(ext: &Extensions, config: &Config) -> Resul
     Ok(())
 }
 
-impl Connection {
-    /// RFC 6347 §4.2.1, before the server keeps any state: a ClientHello (first fragment,
-    /// first record) with our cookie ends the stateless phase; another ClientHello gets a
-    /// HelloVerifyRequest; anything else is dropped. Returns whether the datagram is to be
-    /// processed.
-    pub(super) fn check_cookie(&mut self, datagram: &[u8]) -> bool {
-        let Some(addr) = self.client_addr else {
-            return false;
-        };
-        match cookie::verify(&self.cookie_secret, None, addr, datagram) {
-            Verdict::Accept { msg_seq } => {
-                self.verify_cookie = false;
-                self.reassembler.resync(msg_seq);
-                true
-            }
-            Verdict::Reply(hvr) => {
-                self.transmits.push_back(hvr);
-                self.stats.hello_verify_requests += 1;
-                false
-            }
-            Verdict::Drop => {
-                self.stats.dropped_records += 1;
-                false
-            }
+/// RFC 6347 §4.2.1, before the server keeps any state: a ClientHello (first fragment,
+/// first record) with our cookie ends the stateless phase; another ClientHello gets a
+/// HelloVerifyRequest; anything else is dropped. Returns whether the datagram is to be
+/// processed (always, once no cookie is demanded any more).
+pub(super) fn check_cookie(
+    s: &mut ServerStart,
+    reassembler: &mut Reassembler,
+    transmits: &mut VecDeque<Vec<u8>>,
+    stats: &mut Stats,
+    datagram: &[u8],
+) -> bool {
+    let Some(secret) = &s.cookie_secret else {
+        return true;
+    };
+    match cookie::verify(secret, None, s.client_addr, datagram) {
+        Verdict::Accept { msg_seq } => {
+            s.cookie_secret = None;
+            reassembler.resync(msg_seq);
+            true
+        }
+        Verdict::Reply(hvr) => {
+            transmits.push_back(hvr);
+            stats.hello_verify_requests += 1;
+            false
+        }
+        Verdict::Drop => {
+            stats.dropped_records += 1;
+            false
         }
     }
+}
 
+impl Connection {
     pub(super) fn server_client_hello(
         &mut self,
         now: Instant,
@@ -149,6 +162,7 @@ impl Connection {
         let ServerStart {
             server_random,
             ecdh,
+            ..
         } = s;
         // The cookie is valid: only now is the ECDHE key made.
         let ecdh = ecdh.key(self.config.provider);
@@ -260,15 +274,19 @@ impl Connection {
         let pms = ecdh_shared(&n.ecdh, &share)?;
         let master = derive_master(&pms, &n.hs, n.ems);
         self.install_keys(n.suite, &master, &n.hs)?;
-        Ok(State::ServerExpectCertificateVerify(Box::new(Keyed {
-            hs: n.hs,
-            suite: n.suite,
-            profile: n.profile,
-            ems: n.ems,
-            master,
-            peer_key,
-            peer_fingerprint,
-        })))
+        Ok(State::ServerExpectCertificateVerify(Box::new(
+            ExpectCertificateVerify {
+                k: Keyed {
+                    hs: n.hs,
+                    suite: n.suite,
+                    profile: n.profile,
+                    ems: n.ems,
+                    master,
+                    peer_fingerprint,
+                },
+                peer_key,
+            },
+        )))
     }
 
     pub(super) fn server_finished(
@@ -295,6 +313,6 @@ impl Connection {
         // (RFC 6347 §4.2.4).
         self.send_flight(now, false);
         self.peer_flight_start = Some(client_flight_start);
-        Ok(self.establish(k))
+        Ok(self.establish(*k))
     }
 }

@@ -1,7 +1,7 @@
-//! A two-peer harness on a virtual clock: datagrams move between a client and a server
-//! through a network with seeded loss, duplication and reordering; time jumps to the next
-//! deadline instead of sleeping.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! The one simulated network of the workspace: a two-peer DTLS harness on a virtual clock.
+//! Datagrams move between a client and a server through a network with seeded loss,
+//! duplication and reordering; time jumps to the next deadline instead of sleeping. Used by
+//! `callsec-dtls`'s own tests (a dev-dependency) and by the cross-crate tests here.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
@@ -78,6 +78,7 @@ impl Pair {
         }
     }
 
+    /// Draws one event of probability `p` from the network's seeded RNG.
     fn chance(&mut self, p: f64) -> bool {
         p > 0.0 && (self.net.next_u64() as f64 / u64::MAX as f64) < p
     }

@@ -1,0 +1,78 @@
+//! Unit tests that need the connection's internals (its state and its keys).
+
+use super::*;
+use crate::cert::Certificate;
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
+fn drain(c: &mut Connection) -> Vec<Vec<u8>> {
+    std::iter::from_fn(|| c.poll_transmit()).collect()
+}
+
+/// Only the records of `d` in `epoch`.
+fn keep_epoch(d: &[u8], epoch: u16) -> Vec<u8> {
+    let mut r = Reader::new(d);
+    let mut kept = Vec::new();
+    while r.remaining() > 0 {
+        let start = d.len() - r.remaining();
+        let rec = Record::read(&mut r).unwrap();
+        if rec.epoch == epoch {
+            kept.extend_from_slice(&d[start..d.len() - r.remaining()]);
+        }
+    }
+    kept
+}
+
+/// A Finished that authenticates at the record layer (sealed with the client's real
+/// epoch-1 keys) but carries the wrong verify_data is decrypt_error (RFC 5246 §7.4.9), and
+/// no Connected event leaves the server. The tests outside the crate cannot make one.
+#[test]
+fn a_finished_with_wrong_verify_data_is_decrypt_error() {
+    for suite in CipherSuite::ALL {
+        let mut rng = ChaCha20Rng::seed_from_u64(1);
+        let mut mk = || {
+            let mut c = Config::new(Certificate::generate(&mut rng));
+            c.cookie_exchange = false;
+            c.cipher_suites = vec![suite];
+            Arc::new(c)
+        };
+        let (cc, sc) = (mk(), mk());
+        let now = Instant::now();
+        let mut client =
+            Connection::client(cc.clone(), &[sc.certificate.fingerprint()], now, &mut rng).unwrap();
+        let mut server = Connection::server(
+            sc,
+            &[cc.certificate.fingerprint()],
+            ([192, 0, 2, 1], 4444).into(),
+            &mut rng,
+        )
+        .unwrap();
+        for d in drain(&mut client) {
+            server.handle_datagram(now, &d).unwrap();
+        }
+        for d in drain(&mut server) {
+            client.handle_datagram(now, &d).unwrap();
+        }
+        // Flight 5 without its Finished (the only epoch-1 record).
+        for d in drain(&mut client) {
+            server.handle_datagram(now, &keep_epoch(&d, 0)).unwrap();
+        }
+        assert!(matches!(server.state, State::ServerExpectFinished(_)));
+        let mut msg = Vec::new();
+        let seq = server.reassembler.next_seq();
+        transcript_bytes(&mut msg, HandshakeType::FINISHED, seq, &[0; 12]);
+        let mut forged = Vec::new();
+        client
+            .put_record(&mut forged, ContentType::HANDSHAKE, 1, &msg)
+            .unwrap();
+        let res = server.handle_datagram(now, &forged);
+        assert!(
+            matches!(res, Err(Error::DecryptError(_))),
+            "{suite:?}: {res:?}"
+        );
+        assert!(server.is_closed());
+        assert!(
+            !std::iter::from_fn(|| server.poll_event()).any(|e| matches!(e, Event::Connected(_)))
+        );
+    }
+}
