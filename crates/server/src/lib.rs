@@ -1,7 +1,7 @@
 //! callsec's calls SFU: `callsec serve`.
 //!
 //! - Signaling over TLS WebSockets with token authentication ([`callsec_signaling`]);
-//!   the server plugs in as its [`CallHandler`] ([`calls`]).
+//!   the server plugs in as its [`CallHandler`](callsec_signaling::CallHandler) ([`calls`]).
 //! - Media on one UDP socket per worker ([`worker`]); each participant is a sans-IO
 //!   [`callsec_rtc::Rtc`] (ICE-lite, DTLS 1.2 server, SRTP) inside the worker's [`sfu::Sfu`].
 //! - Prometheus metrics and development tools on a loopback admin listener ([`admin`]).

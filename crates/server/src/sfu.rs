@@ -566,10 +566,10 @@ impl Sfu {
         if !p.wants_offer || p.session.sections().is_empty() || now < p.offer_not_before {
             return;
         }
-        if let Some(sent) = p.offer_sent {
-            if now < sent + OFFER_TIMEOUT {
-                return;
-            }
+        if let Some(sent) = p.offer_sent
+            && now < sent + OFFER_TIMEOUT
+        {
+            return;
         }
         // What the room publishes (others' tracks) against what is forwarded now.
         let mut add = Vec::new();

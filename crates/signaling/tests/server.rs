@@ -242,10 +242,10 @@ async fn handler_rejection_and_server_push() -> Result {
         .request(ClientMessage::Join { room: "r1".into() })
         .await?;
     let connection = loop {
-        if let Seen::Request(peer, Request::Join { room }) = h.next_seen().await {
-            if room == "r1" {
-                break peer.connection;
-            }
+        if let Seen::Request(peer, Request::Join { room }) = h.next_seen().await
+            && room == "r1"
+        {
+            break peer.connection;
         }
     };
     h.server.send(
