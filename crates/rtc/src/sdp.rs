@@ -690,8 +690,13 @@ pub fn write(local: &Local, version: u64, sections: &[Section], ty: SdpType) -> 
                 };
                 a(dir.attr(), None);
                 codec_lines(&mut a, p.kind, p.pt, true);
+                // Not transport-wide sequence numbers: the server's congestion feedback is
+                // REMB, and a browser told transport-cc is on waits for transport feedback
+                // that never comes and cuts its send rate to a trickle.
                 for (id, ext) in p.extensions.iter() {
-                    a("extmap", Some(format!("{id} {}", ext.uri())));
+                    if ext != Extension::TransportCc {
+                        a("extmap", Some(format!("{id} {}", ext.uri())));
+                    }
                 }
             }
             Section::Forward(f) => {

@@ -138,13 +138,10 @@ pub async fn serve(
 
 fn query<'a>(target: &'a str, key: &str) -> Option<&'a str> {
     let (_, q) = target.split_once('?')?;
-    q.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k == key).then_some(v)
-    })
+    crate::calls::query_value(q, key)
 }
 
-fn valid_id(s: &str) -> bool {
+pub(crate) fn valid_id(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))

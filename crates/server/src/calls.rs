@@ -1,27 +1,82 @@
 //! The calls server as signaling's [`CallHandler`]: requests go to the worker that owns the
 //! room (the room name's hash picks it, so there is no room table to keep in step), and
-//! answers come back from it.
+//! answers come back from it. Plain HTTPS `GET`s on the signaling address get the demo page
+//! (`web/`, compiled in) and, with the development issuer, tokens for it.
 
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
 
-use callsec_signaling::{CallHandler, CloseReason, Peer, Reply, Request, Sdp};
+use callsec_signaling::{
+    CallHandler, CloseReason, HttpGet, HttpResponse, Peer, Reply, Request, Sdp,
+};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::admin::{DevIssuer, valid_id};
 use crate::worker::Command;
+
+/// The demo page's files, compiled in: (path, content type, body).
+const WEB: &[(&str, &str, &str)] = &[
+    (
+        "/",
+        "text/html; charset=utf-8",
+        include_str!("../web/index.html"),
+    ),
+    (
+        "/app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../web/app.js"),
+    ),
+    (
+        "/style.css",
+        "text/css; charset=utf-8",
+        include_str!("../web/style.css"),
+    ),
+];
 
 /// The handler: one command channel per worker.
 #[derive(Clone, Debug)]
 pub struct Calls {
     workers: Arc<[mpsc::UnboundedSender<Command>]>,
+    dev: Option<Arc<DevIssuer>>,
 }
 
 impl Calls {
-    /// A handler over these workers.
-    pub fn new(workers: Vec<mpsc::UnboundedSender<Command>>) -> Self {
+    /// A handler over these workers; `dev` also serves development tokens to the demo page.
+    pub fn new(workers: Vec<mpsc::UnboundedSender<Command>>, dev: Option<Arc<DevIssuer>>) -> Self {
         Self {
             workers: workers.into(),
+            dev,
         }
+    }
+
+    /// `GET /dev/token?user=U&room=R`: a development token, as JSON `{token, session_id}`.
+    /// Only with the development issuer, and only to loopback clients: anyone who can
+    /// fetch it can join, which is what a demo on one machine wants and nothing more.
+    fn dev_token(&self, request: &HttpGet) -> Option<HttpResponse> {
+        let dev = self.dev.as_deref()?;
+        if !request.remote.ip().is_loopback() {
+            return Some(HttpResponse::text(
+                403,
+                &b"development tokens are for loopback clients only\n"[..],
+            ));
+        }
+        let query = request.query.as_deref().unwrap_or("");
+        let (Some(user), Some(room)) = (query_value(query, "user"), query_value(query, "room"))
+        else {
+            return Some(HttpResponse::text(400, &b"user and room required\n"[..]));
+        };
+        if !valid_id(user) || !valid_id(room) {
+            return Some(HttpResponse::text(400, &b"bad user or room\n"[..]));
+        }
+        Some(match dev.issue(user, room) {
+            Some(t) => HttpResponse::ok(
+                "application/json",
+                serde_json::json!({"token": t.token, "session_id": t.session_id})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            None => HttpResponse::text(500, &b""[..]),
+        })
     }
 
     /// The worker a room lives on: a fixed hash of its name.
@@ -35,6 +90,14 @@ impl Calls {
             let _ = w.send(command);
         }
     }
+}
+
+/// The value of `key` in a query string (`a=1&b=2`).
+pub(crate) fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then_some(v)
+    })
 }
 
 fn rejected(e: impl std::fmt::Display) -> Reply {
@@ -93,6 +156,20 @@ impl CallHandler for Calls {
             // not needed. Mutes and screen-share notices are signaling's room events.
             _ => Reply::Accept,
         }
+    }
+
+    async fn http_get(&self, request: &HttpGet) -> Option<HttpResponse> {
+        if request.path == "/dev/token" {
+            return self.dev_token(request);
+        }
+        let path = if request.path == "/index.html" {
+            "/"
+        } else {
+            request.path.as_str()
+        };
+        WEB.iter()
+            .find(|(p, ..)| *p == path)
+            .map(|&(_, content_type, body)| HttpResponse::ok(content_type, body.as_bytes()))
     }
 
     async fn disconnected(&self, peer: &Peer, reason: CloseReason) {

@@ -176,7 +176,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     };
     config.allowed_origins = settings.allowed_origins.clone();
     config.limits.max_participants_per_room = settings.max_room_size;
-    let calls = Calls::new(workers.iter().map(Worker::sender).collect());
+    let calls = Calls::new(workers.iter().map(Worker::sender).collect(), dev.clone());
     let signaling = callsec_signaling::Server::start(config, calls)
         .await
         .map_err(StartError::Signaling)?;

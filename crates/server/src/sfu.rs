@@ -250,6 +250,8 @@ struct Participant {
     offer_not_before: Instant,
     rtx: Option<RtxCache>,
     next_report: Instant,
+    /// The last REMB sent for this participant's video (bit/s; 0 before the first).
+    remb: u64,
     ufrag: String,
 }
 
@@ -385,6 +387,7 @@ impl Sfu {
                 offer_not_before: now,
                 rtx: None,
                 next_report: now + REPORT_INTERVAL,
+                remb: 0,
                 ufrag,
             },
         );
@@ -981,20 +984,19 @@ impl Sfu {
             return;
         };
         if nv > 0 {
-            // Invite the publisher up: half again what arrives while loss stays low; back
-            // off under loss. Bounded by the configured ceiling.
+            // Invite the publisher up while nothing is lost: a quarter more than the last
+            // estimate each report, and at least half again what arrives (a sender that
+            // uses less than it may, as encoders of still pictures do, is not held down by
+            // its own rate). Hold under light loss (2-10 %), back off under heavier loss.
+            // Bounded by the configured ceiling.
             let rate = bytes * 8 * 1000 / REPORT_INTERVAL.as_millis() as u64;
-            let estimate = if worst_loss < 26 {
-                (rate * 3 / 2 + 500_000).max(1_000_000)
-            } else {
-                rate * (512 - u64::from(worst_loss)) / 512
+            let estimate = match worst_loss {
+                0..5 => (p.remb * 5 / 4).max(rate * 3 / 2 + 500_000).max(1_000_000),
+                5..26 => p.remb.max(rate),
+                loss => rate * (512 - u64::from(loss)) / 512,
             };
-            if let Some(m) = rtcp::write_remb(
-                &mut buf[n..],
-                SERVER_SSRC,
-                estimate.min(max_bitrate),
-                &video[..nv],
-            ) {
+            p.remb = estimate.min(max_bitrate);
+            if let Some(m) = rtcp::write_remb(&mut buf[n..], SERVER_SSRC, p.remb, &video[..nv]) {
                 n += m;
             }
         }
