@@ -357,6 +357,17 @@ pub fn parse_report(line: &str) -> Option<Value> {
     serde_json::from_str(&text).ok()
 }
 
+/// This host's own address on its default route (no packet is sent: connecting a UDP
+/// socket only picks the source address). Firefox pairs no loopback candidates, whatever
+/// its `media.peerconnection.ice.loopback` says, so a server it calls must announce this
+/// address; datagrams to it still never leave the host.
+pub fn host_ip() -> std::net::IpAddr {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    s.connect("203.0.113.1:9")
+        .expect("a default route, to find this host's own address for Firefox");
+    s.local_addr().unwrap().ip()
+}
+
 /// One plain HTTP/1.1 request (no body); returns the status and body.
 pub fn http(addr: SocketAddr, method: &str, target: &str) -> (u16, String) {
     let mut tcp = TcpStream::connect(addr).unwrap();

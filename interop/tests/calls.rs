@@ -6,7 +6,8 @@
 //!
 //! One case: `cargo test -p callsec-interop --test calls -- <name>`; watch the browsers
 //! with `CALLSEC_HEADFUL=1` (needs a display); `CALLSEC_SCREENSHOT=<path.png>` saves the
-//! screenshot the first case takes.
+//! screenshot the first case takes, `CALLSEC_REPORTS=1` prints the pages' reports and
+//! `CALLSEC_LOG=1` the server's log.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::net::{SocketAddr, TcpListener};
@@ -41,6 +42,12 @@ struct Call {
 impl Call {
     fn start(name: &str, tweak: impl FnOnce(&mut Settings)) -> Self {
         let one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        if std::env::var_os("CALLSEC_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_max_level(tracing::Level::DEBUG)
+                .try_init();
+        }
         let dir = std::env::temp_dir().join(format!("callsec-calls-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let pki = TestPki::generate(&dir.join("pki"));
@@ -286,6 +293,7 @@ fn forced(profile: ProtectionProfile, suite: CipherSuite, srtp: &[&str], dtls: &
     let mut alice = call.chromium("alice", "");
     let mut bob = call.chromium("bob", "");
     both_ways(&mut alice, &mut bob);
+    std::thread::sleep(Duration::from_secs(2));
     for x in [&alice, &bob] {
         let r = x.latest().unwrap();
         assert_eq!(r["tlsVersion"], "FEFD", "DTLS 1.2: {r}");
@@ -383,7 +391,8 @@ fn tampered_answer_fingerprint_fails_the_connection() {
 
 #[test]
 fn firefox_and_chromium_call_each_other() {
-    let call = Call::start("firefox", |_| {});
+    // Firefox refuses loopback candidates: media on this host's own interface address.
+    let call = Call::start("firefox", |s| s.media_ip = callsec_interop::host_ip());
     let mut alice = call.firefox("alice", "");
     let mut bob = call.chromium("bob", "");
     both_ways(&mut alice, &mut bob);

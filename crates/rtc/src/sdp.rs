@@ -134,13 +134,16 @@ impl Extension {
         }
     }
 
-    /// The id the server uses in its own offers (receivers' side).
+    /// The id the server uses in its own offers (receivers' side). Within a BUNDLE group
+    /// an id names one URI (RFC 8843 §9.2; Firefox refuses a remap), and the server's
+    /// sections share the group with the participant's own: these are the ids Chromium
+    /// and Firefox give the same URIs, and ids neither gives another URI.
     pub fn server_id(self) -> u8 {
         match self {
             Self::AudioLevel => 1,
             Self::AbsSendTime => 2,
             Self::TransportCc => 3,
-            Self::VideoOrientation => 4,
+            Self::VideoOrientation => 13,
         }
     }
 
@@ -446,7 +449,9 @@ fn parse_media(m: &MediaDescription) -> Result<RemoteMedia, SdpError> {
         "video" => Some(Kind::Video),
         _ => None,
     };
-    let stopped = m.media_name.port.value == 0;
+    // Port 0 stops a transceiver, except with `a=bundle-only` (RFC 8843 §6: an offerer, as
+    // Firefox does, may put 0 on every bundled m-line but the first).
+    let stopped = m.media_name.port.value == 0 && !m.has_attribute("bundle-only");
     let direction = if m.has_attribute("sendrecv") {
         Direction::SendRecv
     } else if m.has_attribute("sendonly") {
@@ -1039,6 +1044,37 @@ a=sctp-port:5000\r\n";
             Some(Extension::VideoOrientation)
         );
         assert_eq!(r.media[2].kind, None);
+    }
+
+    #[test]
+    fn bundle_only_port_zero_is_a_live_section_not_a_stopped_one() {
+        // Firefox's first offer: every bundled m-line after the first has port 0 and
+        // `a=bundle-only` (RFC 8843 §6).
+        let offer = CHROME_OFFER.replacen(
+            "m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n",
+            "m=video 0 UDP/TLS/RTP/SAVPF 96 97\r\na=bundle-only\r\n",
+            1,
+        );
+        let r = Remote::parse(&offer).unwrap();
+        assert!(!r.media[1].stopped);
+        let mut s = Session::new(local());
+        let (answer, changes) = s.accept_offer(&r).unwrap();
+        assert_eq!(changes.started.len(), 2, "audio and video both publish");
+        assert!(answer.contains("a=group:BUNDLE 0 1\r\n"), "{answer}");
+        assert!(answer.contains("m=video 4000 "), "{answer}");
+        // Without bundle-only, port 0 still stops the section.
+        let stopped = CHROME_OFFER.replacen("m=video 9 ", "m=video 0 ", 1);
+        assert!(Remote::parse(&stopped).unwrap().media[1].stopped);
+    }
+
+    #[test]
+    fn publish_answers_leave_transport_cc_out() {
+        let mut s = Session::new(local());
+        let (answer, _) = s
+            .accept_offer(&Remote::parse(CHROME_OFFER).unwrap())
+            .unwrap();
+        assert!(answer.contains("urn:ietf:params:rtp-hdrext:ssrc-audio-level"));
+        assert!(!answer.contains("transport-wide-cc"), "{answer}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //   fakeshare=1            share a canvas when getDisplayMedia is unavailable (headless)
 //   tamper=1               corrupt the server's DTLS fingerprint in its answer (must fail)
 //   rejoin=1               after the server closes signaling, try once more with the token
+//   sdp=1                  add the current local and remote descriptions to each report
 'use strict';
 
 const params = new URLSearchParams(location.search);
@@ -186,7 +187,9 @@ function offerFromUs() {
     try {
       const offer = await state.pc.createOffer();
       await state.pc.setLocalDescription(offer);
-      reply = await request('offer', { sdp: state.pc.localDescription.sdp });
+      state.lastOffer = state.pc.localDescription.sdp;
+      reply = await request('offer', { sdp: state.lastOffer });
+      state.lastAnswer = reply.sdp;
     } finally {
       state.offering = false;
     }
@@ -425,6 +428,15 @@ async function collect() {
       });
     }
   });
+  // Every ICE candidate and pair, for diagnosis.
+  out.candidates = [];
+  report.forEach((s) => {
+    if (s.type === 'local-candidate' || s.type === 'remote-candidate') {
+      out.candidates.push(`${s.type} ${s.address || s.ip}:${s.port} ${s.protocol} ${s.candidateType}`);
+    } else if (s.type === 'candidate-pair') {
+      out.candidates.push(`pair ${s.state}${s.nominated ? ' nominated' : ''}`);
+    }
+  });
   // What the server's receiver reports say about our streams.
   report.forEach((s) => {
     if (s.type !== 'remote-inbound-rtp') return;
@@ -507,6 +519,11 @@ async function report() {
     joined: state.joined, pc: state.pc ? state.pc.connectionState : 'none',
     participants: [...state.participants], share: state.shareState, shareSource: state.shareSource,
     rejoin: state.rejoin, tracks, errors: state.errors, ...s,
+    ...(params.get('sdp') === '1' && state.pc ? {
+      lastOffer: state.lastOffer, lastAnswer: state.lastAnswer,
+      localSdp: state.pc.localDescription && state.pc.localDescription.sdp,
+      remoteSdp: state.pc.remoteDescription && state.pc.remoteDescription.sdp,
+    } : {}),
   })}`);
 }
 
