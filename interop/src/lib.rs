@@ -39,7 +39,9 @@ pub struct TestPki {
 impl TestPki {
     /// Generates a fresh CA and server certificate into `dir`.
     pub fn generate(dir: &Path) -> Self {
-        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PublicKeyData};
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PublicKeyData,
+        };
         std::fs::create_dir_all(dir).unwrap();
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -50,8 +52,7 @@ impl TestPki {
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let key = KeyPair::generate().unwrap();
         let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .unwrap();
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
         params
             .distinguished_name
             .push(DnType::CommonName, "localhost");
@@ -265,7 +266,12 @@ impl Browser {
 
     /// Waits until `done` holds for the newest report; panics after `limit` with the
     /// newest report and the browser's last output lines.
-    pub fn wait_for(&mut self, what: &str, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(r) = self.latest()
@@ -274,7 +280,11 @@ impl Browser {
                 return r;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} exited ({status}) waiting for {what}\n{}", self.name, self.tail());
+                panic!(
+                    "{} exited ({status}) waiting for {what}\n{}",
+                    self.name,
+                    self.tail()
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -295,7 +305,11 @@ impl Browser {
 
     /// A PNG of the page (Chromium only), through the DevTools protocol.
     pub fn screenshot(&self) -> Vec<u8> {
-        assert_eq!(self.kind, Kind::Chromium, "screenshots are taken in Chromium");
+        assert_eq!(
+            self.kind,
+            Kind::Chromium,
+            "screenshots are taken in Chromium"
+        );
         let active = std::fs::read_to_string(self.profile.join("DevToolsActivePort")).unwrap();
         let port: u16 = active.lines().next().unwrap().trim().parse().unwrap();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -314,11 +328,8 @@ impl Browser {
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
         let (mut ws, _) = tokio_tungstenite::tungstenite::client(ws_url.as_str(), stream).unwrap();
-        ws.send(
-            r#"{"id":1,"method":"Page.captureScreenshot","params":{"format":"png"}}"#
-                .into(),
-        )
-        .unwrap();
+        ws.send(r#"{"id":1,"method":"Page.captureScreenshot","params":{"format":"png"}}"#.into())
+            .unwrap();
         loop {
             let msg = ws.read().unwrap();
             let Ok(text) = msg.to_text() else { continue };

@@ -57,14 +57,16 @@ impl Call {
             .local_addr()
             .unwrap()
             .port();
-        let mut settings = Settings::default();
-        settings.signaling = SocketAddr::from(([127, 0, 0, 1], port));
-        settings.admin = SocketAddr::from(([127, 0, 0, 1], 0));
-        settings.workers = 1;
-        settings.tls_cert = Some(pki.cert.clone());
-        settings.tls_key = Some(pki.key.clone());
-        settings.allowed_origins = vec![format!("https://127.0.0.1:{port}")];
-        settings.revocations = dir.join("revocations.log");
+        let mut settings = Settings {
+            signaling: SocketAddr::from(([127, 0, 0, 1], port)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            workers: 1,
+            tls_cert: Some(pki.cert.clone()),
+            tls_key: Some(pki.key.clone()),
+            allowed_origins: vec![format!("https://127.0.0.1:{port}")],
+            revocations: dir.join("revocations.log"),
+            ..Settings::default()
+        };
         tweak(&mut settings);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -111,7 +113,15 @@ impl Call {
 
     /// A development token (and its session id) for `user`.
     fn token(&self, user: &str) -> (String, String) {
-        let t = self.running.as_ref().unwrap().dev.as_ref().unwrap().issue(user, ROOM).unwrap();
+        let t = self
+            .running
+            .as_ref()
+            .unwrap()
+            .dev
+            .as_ref()
+            .unwrap()
+            .issue(user, ROOM)
+            .unwrap();
         (t.token, t.session_id)
     }
 
@@ -140,11 +150,16 @@ impl Drop for Call {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 fn num(v: &Value) -> u64 {
-    v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)).unwrap_or(0)
+    v.as_u64()
+        .or_else(|| v.as_f64().map(|f| f as u64))
+        .unwrap_or(0)
 }
 
 /// The inbound stats of a live remote track, if the browser has them.
@@ -187,19 +202,6 @@ fn inbound_packets(r: &Value) -> u64 {
         .unwrap_or(0)
 }
 
-fn video_width(r: &Value) -> u64 {
-    r["inbound"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|i| i["kind"] == "video")
-                .map(|i| num(&i["width"]))
-                .max()
-                .unwrap_or(0)
-        })
-        .unwrap_or(0)
-}
-
 /// Both browsers receive each other's audio and video and send their own.
 fn both_ways(a: &mut Browser, b: &mut Browser) {
     for x in [a, b] {
@@ -225,9 +227,11 @@ fn two_chromium_call_audio_video_both_ways_and_congestion_feedback() {
             .into_iter()
             .find(|r| num(&r["bwe"]) > 0)
             .unwrap();
-        let up = x.wait_for("a bandwidth estimate above 1 Mbit/s", Duration::from_secs(12), |r| {
-            num(&r["bwe"]) >= 1_000_000
-        });
+        let up = x.wait_for(
+            "a bandwidth estimate above 1 Mbit/s",
+            Duration::from_secs(12),
+            |r| num(&r["bwe"]) >= 1_000_000,
+        );
         let took = num(&up["now"]) - num(&first["now"]);
         assert!(
             took <= 10_000 && num(&first["bwe"]) < 1_000_000,
@@ -242,7 +246,11 @@ fn two_chromium_call_audio_video_both_ways_and_congestion_feedback() {
     std::thread::sleep(Duration::from_secs(8));
     let png = bob.screenshot();
     let m = call.assert_clean();
-    assert_eq!(metric(&m, "callsec_dtls_handshakes_completed_total"), 2.0, "{m}");
+    assert_eq!(
+        metric(&m, "callsec_dtls_handshakes_completed_total"),
+        2.0,
+        "{m}"
+    );
     assert_eq!(metric(&m, "callsec_participants"), 2.0, "{m}");
     assert!(metric(&m, "callsec_rtp_forwarded_total") > 500.0, "{m}");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG screenshot");
@@ -268,17 +276,27 @@ fn screen_share_started_mid_call_is_decoded_then_ends() {
     };
     let sharing = bob.wait_for("alice's screen, decoded", MEDIA, |r| {
         let v = videos(r);
-        v.len() == 2 && v.iter().all(|t| t["state"] == "live" && inbound_of(r, t).is_some_and(decoding))
+        v.len() == 2
+            && v.iter()
+                .all(|t| t["state"] == "live" && inbound_of(r, t).is_some_and(decoding))
     });
     let screen = videos(&sharing)[1]["id"].clone();
     let a = alice.latest().unwrap();
     assert_eq!(a["share"], "on", "{a}");
-    assert!(["display", "canvas"].contains(&a["shareSource"].as_str().unwrap()), "{a}");
+    assert!(
+        ["display", "canvas"].contains(&a["shareSource"].as_str().unwrap()),
+        "{a}"
+    );
     let after = bob.wait_for("the screen track ended", Duration::from_secs(20), |r| {
-        videos(r).iter().any(|t| t["id"] == screen && t["state"] == "ended")
+        videos(r)
+            .iter()
+            .any(|t| t["id"] == screen && t["state"] == "ended")
     });
     // The camera goes on.
-    let camera = videos(&after).into_iter().find(|t| t["id"] != screen).unwrap();
+    let camera = videos(&after)
+        .into_iter()
+        .find(|t| t["id"] != screen)
+        .unwrap();
     assert_eq!(camera["state"], "live", "{after}");
     assert_eq!(alice.latest().unwrap()["share"], "stopped");
     let m = call.assert_clean();
@@ -304,11 +322,21 @@ fn forced(profile: ProtectionProfile, suite: CipherSuite, srtp: &[&str], dtls: &
             r["srtpCipher"]
         );
         let fp = r["fingerprint"].as_str().unwrap().to_ascii_lowercase();
-        let ours = call.running.as_ref().unwrap().dtls_fingerprint.to_string().to_ascii_lowercase();
+        let ours = call
+            .running
+            .as_ref()
+            .unwrap()
+            .dtls_fingerprint
+            .to_string()
+            .to_ascii_lowercase();
         assert_eq!(fp, ours, "the browser verified our DTLS certificate");
     }
     let m = call.assert_clean();
-    assert_eq!(metric(&m, "callsec_dtls_handshakes_completed_total"), 2.0, "{m}");
+    assert_eq!(
+        metric(&m, "callsec_dtls_handshakes_completed_total"),
+        2.0,
+        "{m}"
+    );
     assert!(metric(&m, "callsec_rtp_forwarded_total") > 100.0, "{m}");
 }
 
@@ -344,9 +372,14 @@ fn revoked_session_stops_media_within_a_second_and_cannot_rejoin() {
     let (status, body) = http(call.admin, "POST", &format!("/revoke?session={session}"));
     assert_eq!((status, body.as_str()), (200, "closed 1\n"));
     let r = alice.wait_for("a refused rejoin", Duration::from_secs(10), |r| {
-        r["rejoin"].as_str().is_some_and(|s| s.starts_with("refused"))
+        r["rejoin"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("refused"))
     });
-    assert!(num(&r["closeCode"]) >= 4000, "signaling closed by the server: {r}");
+    assert!(
+        num(&r["closeCode"]) >= 4000,
+        "signaling closed by the server: {r}"
+    );
     std::thread::sleep(Duration::from_secs(3));
     // Media stops both ways: after revocation + 1 s, no report shows more packets in
     // than the first report after that point.
@@ -380,7 +413,11 @@ fn tampered_answer_fingerprint_fails_the_connection() {
         "never connected: {r}"
     );
     let m = call.assert_clean();
-    assert_eq!(metric(&m, "callsec_dtls_handshakes_completed_total"), 0.0, "{m}");
+    assert_eq!(
+        metric(&m, "callsec_dtls_handshakes_completed_total"),
+        0.0,
+        "{m}"
+    );
     assert_eq!(metric(&m, "callsec_rtp_forwarded_total"), 0.0, "{m}");
     assert_eq!(
         metric(&m, "callsec_packets_total{kind=\"rtp\",direction=\"in\"}"),
@@ -397,7 +434,11 @@ fn firefox_and_chromium_call_each_other() {
     let mut bob = call.chromium("bob", "");
     both_ways(&mut alice, &mut bob);
     let m = call.assert_clean();
-    assert_eq!(metric(&m, "callsec_dtls_handshakes_completed_total"), 2.0, "{m}");
+    assert_eq!(
+        metric(&m, "callsec_dtls_handshakes_completed_total"),
+        2.0,
+        "{m}"
+    );
 }
 
 #[test]
@@ -415,5 +456,9 @@ fn third_participant_joins_a_running_call() {
     }
     let m = call.assert_clean();
     assert_eq!(metric(&m, "callsec_participants"), 3.0, "{m}");
-    assert_eq!(metric(&m, "callsec_dtls_handshakes_completed_total"), 3.0, "{m}");
+    assert_eq!(
+        metric(&m, "callsec_dtls_handshakes_completed_total"),
+        3.0,
+        "{m}"
+    );
 }

@@ -188,3 +188,76 @@ impl CallHandler for Calls {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn get(path: &str, query: Option<&str>, remote: &str) -> HttpGet {
+        HttpGet {
+            path: path.into(),
+            query: query.map(Into::into),
+            remote: remote.parse().unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn demo_page_and_development_tokens() {
+        let dev = Calls::new(Vec::new(), Some(Arc::new(DevIssuer::new("callsec"))));
+        let page = dev.http_get(&get("/", None, "127.0.0.1:1")).await.unwrap();
+        assert_eq!(
+            (page.status, page.content_type),
+            (200, "text/html; charset=utf-8")
+        );
+        assert!(String::from_utf8_lossy(&page.body).contains("/app.js"));
+        for path in ["/app.js", "/style.css", "/index.html"] {
+            let r = dev.http_get(&get(path, None, "127.0.0.1:1")).await.unwrap();
+            assert_eq!(r.status, 200, "{path}");
+        }
+        assert!(
+            dev.http_get(&get("/../Cargo.toml", None, "127.0.0.1:1"))
+                .await
+                .is_none()
+        );
+        let q = Some("user=alice&room=demo");
+        let token = dev
+            .http_get(&get("/dev/token", q, "127.0.0.1:1"))
+            .await
+            .unwrap();
+        assert_eq!(token.status, 200);
+        let v: serde_json::Value = serde_json::from_slice(&token.body).unwrap();
+        assert!(v["token"].as_str().unwrap().split('.').count() == 3, "{v}");
+        assert!(v["session_id"].as_str().unwrap().starts_with("dev-"));
+        // Only loopback clients, only valid ids, only with the development issuer.
+        let far = dev
+            .http_get(&get("/dev/token", q, "192.0.2.7:1"))
+            .await
+            .unwrap();
+        assert_eq!(far.status, 403);
+        let bad = Some("user=al%20ice&room=demo");
+        let r = dev
+            .http_get(&get("/dev/token", bad, "127.0.0.1:1"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 400);
+        let r = dev
+            .http_get(&get("/dev/token", None, "127.0.0.1:1"))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 400);
+        let production = Calls::new(Vec::new(), None);
+        assert!(
+            production
+                .http_get(&get("/dev/token", q, "127.0.0.1:1"))
+                .await
+                .is_none()
+        );
+        assert!(
+            production
+                .http_get(&get("/", None, "127.0.0.1:1"))
+                .await
+                .is_some()
+        );
+    }
+}

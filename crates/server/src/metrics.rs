@@ -288,7 +288,11 @@ impl WorkerMetrics {
     /// Records, for one call in 16, the time since `arrival` (the histogram takes a
     /// per-worker lock; the clock is read only when sampled).
     pub fn sample_latency(&self, arrival: Instant) {
-        if self.samples.fetch_add(1, Ordering::Relaxed).is_multiple_of(16) {
+        if self
+            .samples
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(16)
+        {
             self.latency.observe(arrival.elapsed().as_secs_f64());
         }
     }

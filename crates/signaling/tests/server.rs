@@ -1319,7 +1319,10 @@ async fn plain_http_requests_reach_the_handler_with_security_headers() -> Result
     }
     let head = raw_request(&h, "HEAD /hello HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-    assert!(head.ends_with("\r\n\r\n"), "a HEAD response has no body: {head}");
+    assert!(
+        head.ends_with("\r\n\r\n"),
+        "a HEAD response has no body: {head}"
+    );
     let missing = raw_request(&h, "GET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
     let post = raw_request(&h, "POST /hello HTTP/1.1\r\nContent-Length: 0\r\n\r\n").await;

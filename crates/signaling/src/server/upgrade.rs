@@ -21,7 +21,9 @@ pub(super) const MAX_HEAD: usize = 8 * 1024;
 /// Reads the HTTP request head, up to and including the blank line, and what arrived with
 /// it. `None` when the head exceeds [`MAX_HEAD`]; an `UnexpectedEof` error when the peer
 /// closed first.
-pub(super) async fn read_head<T: AsyncRead + Unpin>(io: &mut T) -> std::io::Result<Option<Vec<u8>>> {
+pub(super) async fn read_head<T: AsyncRead + Unpin>(
+    io: &mut T,
+) -> std::io::Result<Option<Vec<u8>>> {
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -110,7 +112,10 @@ pub(super) fn wants_upgrade(head: &[u8]) -> bool {
 
 /// The request line of a head, with its line ending.
 pub(super) fn request_line(head: &[u8]) -> &[u8] {
-    let end = head.iter().position(|&b| b == b'\n').map_or(head.len(), |e| e + 1);
+    let end = head
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(head.len(), |e| e + 1);
     &head[..end]
 }
 

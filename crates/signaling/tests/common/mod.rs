@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use callsec_signaling::{
     AuthConfig, CallHandler, Client, ClientConfig, ClientError, ClientMessage, ClientTls,
-    CloseReason, ConnectionId, HttpGet, HttpResponse, Peer, Reply, Request, Sdp, Server, ServerConfig, ServerMessage,
-    TokenKey,
+    CloseReason, ConnectionId, HttpGet, HttpResponse, Peer, Reply, Request, Sdp, Server,
+    ServerConfig, ServerMessage, TokenKey,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
