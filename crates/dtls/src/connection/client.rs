@@ -176,7 +176,7 @@ impl Connection {
             0,
             body,
         );
-        self.install_keys(n.suite, &master, &n.hs)?;
+        let read = self.install_keys(n.suite, &master, &n.hs)?;
         flight.push(OutMsg::ChangeCipherSpec);
         let vd = prf::verify_data(&master, true, &n.hs.hash());
         self.push_msg(
@@ -190,6 +190,7 @@ impl Connection {
         self.rto = self.config.initial_retransmit_timeout;
         self.send_flight(now, true);
         Ok(State::ClientExpectFinished(Box::new(Keyed {
+            read,
             hs: n.hs,
             suite: n.suite,
             profile: n.profile,

@@ -12,7 +12,7 @@ impl Connection {
             self.stats.dropped_records += 1;
             return Ok(());
         }
-        let plaintext = match (rec.epoch, &mut self.read) {
+        let plaintext = match (rec.epoch, self.state.read_epoch()) {
             (0, _) => {
                 if rec.fragment.len() > MAX_PLAINTEXT {
                     self.stats.dropped_records += 1;

@@ -84,6 +84,7 @@ impl Connection {
         self.retransmit_at = None;
         self.handshake_deadline = None;
         let Keyed {
+            read,
             hs,
             suite,
             profile,
@@ -92,6 +93,7 @@ impl Connection {
             peer_fingerprint,
         } = k;
         let est = Established {
+            read,
             client_random: hs.client_random,
             server_random: hs.server_random,
             master,
@@ -143,13 +145,14 @@ impl Connection {
         })
     }
 
-    /// RFC 5246 §6.3: key block, split into both directions' record protection.
+    /// RFC 5246 §6.3: key block, split into both directions' record protection. Our epoch 1
+    /// is installed for writing; the peer's is returned for the next state to hold.
     pub(super) fn install_keys(
         &mut self,
         suite: CipherSuite,
         master: &MasterSecret,
         hs: &Hs,
-    ) -> Result<(), Error> {
+    ) -> Result<ReadEpoch, Error> {
         let (client, server) = match suite {
             CipherSuite::EcdheEcdsaAes128GcmSha256 => {
                 // client_write_key[16] server_write_key[16] client_write_IV[4] server_write_IV[4]
@@ -177,10 +180,9 @@ impl Connection {
             cipher: Some(mine),
             next_seq: 0,
         };
-        self.read = Some(ReadEpoch {
-            cipher: theirs,
+        Ok(ReadEpoch {
+            cipher: Arc::new(theirs),
             window: ReplayWindow::default(),
-        });
-        Ok(())
+        })
     }
 }

@@ -161,9 +161,6 @@ pub struct Connection {
     config: Arc<Config>,
     expected: Vec<Fingerprint>,
     state: State,
-    /// Epoch 1 (epoch 0 has no protection, and so no replay window: nothing in it can be
-    /// authenticated, so nothing in it may move a window, RFC 6347 §4.1.2.6).
-    read: Option<ReadEpoch>,
     write: [WriteEpoch; 2],
     write_epoch: u16,
     reassembler: Reassembler,
@@ -199,8 +196,13 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// The peer's epoch 1: held by the states whose keys are installed (epoch 0 has no
+/// protection, and so no replay window: nothing in it can be authenticated, so nothing in it
+/// may move a window, RFC 6347 §4.1.2.6). The cipher is shared, not copied, when a state is
+/// kept to be restored (`handle_messages`): key schedules are never duplicated.
+#[derive(Clone)]
 struct ReadEpoch {
-    cipher: RecordCipher,
+    cipher: Arc<RecordCipher>,
     window: ReplayWindow,
 }
 
@@ -241,6 +243,8 @@ struct SignedShare {
 /// server on the CertificateVerify ([`ExpectCertificateVerify`]).
 #[derive(Clone)]
 struct Keyed {
+    /// From here on the peer's epoch 1 can be read.
+    read: ReadEpoch,
     hs: Hs,
     suite: CipherSuite,
     profile: ProtectionProfile,
@@ -257,10 +261,11 @@ struct ExpectCertificateVerify {
     peer_key: PeerKey,
 }
 
-/// Handshake complete: what the exporter (RFC 5705) needs, nothing else (what the
-/// application learns left in the `Connected` event).
+/// Handshake complete: the peer's epoch 1 and what the exporter (RFC 5705) needs, nothing
+/// else (what the application learns left in the `Connected` event).
 #[derive(Clone)]
 struct Established {
+    read: ReadEpoch,
     client_random: [u8; 32],
     server_random: [u8; 32],
     master: MasterSecret,
@@ -302,6 +307,16 @@ impl State {
             Self::ServerExpectFinished(_) => "ServerExpectFinished",
             Self::Connected(_) => "Connected",
             Self::Closed => "Closed",
+        }
+    }
+
+    /// The peer's epoch 1, in the states that installed its keys.
+    fn read_epoch(&mut self) -> Option<&mut ReadEpoch> {
+        match self {
+            Self::ClientExpectFinished(k) | Self::ServerExpectFinished(k) => Some(&mut k.read),
+            Self::ServerExpectCertificateVerify(cv) => Some(&mut cv.k.read),
+            Self::Connected(est) => Some(&mut est.read),
+            _ => None,
         }
     }
 
@@ -448,7 +463,6 @@ impl Connection {
             config,
             expected: expected.to_vec(),
             state: State::Closed,
-            read: None,
             write: Default::default(),
             write_epoch: 0,
             reassembler: Reassembler::default(),

@@ -273,10 +273,11 @@ impl Connection {
         n.hs.add(msg.msg_type, msg.seq, &msg.body);
         let pms = ecdh_shared(&n.ecdh, &share)?;
         let master = derive_master(&pms, &n.hs, n.ems);
-        self.install_keys(n.suite, &master, &n.hs)?;
+        let read = self.install_keys(n.suite, &master, &n.hs)?;
         Ok(State::ServerExpectCertificateVerify(Box::new(
             ExpectCertificateVerify {
                 k: Keyed {
+                    read,
                     hs: n.hs,
                     suite: n.suite,
                     profile: n.profile,
