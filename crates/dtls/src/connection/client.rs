@@ -121,8 +121,8 @@ impl Connection {
         // The transcript starts at the ClientHello that got this answer (RFC 6347 §4.2.6).
         hs.add(HandshakeType::CLIENT_HELLO, hello_seq, &hello.write());
         hs.add(msg.msg_type, msg.seq, &msg.body);
-        self.peer_flight_start = Some(msg.seq);
         Ok(State::ClientExpectCertificate(Box::new(Negotiated {
+            peer_flight_start: msg.seq,
             hs,
             ecdh,
             suite,
@@ -191,6 +191,7 @@ impl Connection {
         self.send_flight(now, true);
         Ok(State::ClientExpectFinished(Box::new(Keyed {
             read,
+            peer_flight_start: n.peer_flight_start,
             hs: n.hs,
             suite: n.suite,
             profile: n.profile,
@@ -204,6 +205,6 @@ impl Connection {
         check_finished(&k, false, &msg.body)?;
         // The client's last flight is done with: nothing of ours answers a repeat now.
         self.flight.clear();
-        Ok(self.establish(*k))
+        Ok(self.establish(*k, None))
     }
 }

@@ -80,11 +80,14 @@ pub(super) fn check_finished(k: &Keyed, from_client: bool, body: &[u8]) -> Resul
 }
 
 impl Connection {
-    pub(super) fn establish(&mut self, k: Keyed) -> State {
+    /// The handshake completed: `Connected` event, and the state that answers repeats of the
+    /// peer flight starting at `peer_flight_start` (server) or none (client).
+    pub(super) fn establish(&mut self, k: Keyed, peer_flight_start: Option<u16>) -> State {
         self.retransmit_at = None;
         self.handshake_deadline = None;
         let Keyed {
             read,
+            peer_flight_start: _,
             hs,
             suite,
             profile,
@@ -94,6 +97,8 @@ impl Connection {
         } = k;
         let est = Established {
             read,
+            peer_flight_start,
+            last_no_renegotiation: None,
             client_random: hs.client_random,
             server_random: hs.server_random,
             master,

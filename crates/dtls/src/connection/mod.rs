@@ -166,14 +166,9 @@ pub struct Connection {
     reassembler: Reassembler,
     next_send_seq: u16,
     flight: Vec<OutMsg>,
-    /// message_seq of the first message of the peer flight ours answers: a repeat of it makes
-    /// us resend ours (RFC 6347 §4.2.4).
-    peer_flight_start: Option<u16>,
     retransmit_at: Option<Instant>,
     /// When we last resent our flight because the peer repeated its own.
     last_repeat_answer: Option<Instant>,
-    /// When we last refused a renegotiation attempt.
-    last_no_renegotiation: Option<Instant>,
     rto: Duration,
     handshake_deadline: Option<Instant>,
     transmits: VecDeque<Vec<u8>>,
@@ -215,6 +210,9 @@ struct WriteEpoch {
 /// Hellos exchanged; the peer's Certificate is next.
 #[derive(Clone)]
 struct Negotiated {
+    /// message_seq of the first message of the peer flight ours answers (its hello): a
+    /// repeat of it makes us resend ours (RFC 6347 §4.2.4).
+    peer_flight_start: u16,
     hs: Hs,
     ecdh: EcdhKey,
     suite: CipherSuite,
@@ -245,6 +243,8 @@ struct SignedShare {
 struct Keyed {
     /// From here on the peer's epoch 1 can be read.
     read: ReadEpoch,
+    /// As in [`Negotiated`]: the peer's hello flight, which our last flight answers.
+    peer_flight_start: u16,
     hs: Hs,
     suite: CipherSuite,
     profile: ProtectionProfile,
@@ -266,6 +266,12 @@ struct ExpectCertificateVerify {
 #[derive(Clone)]
 struct Established {
     read: ReadEpoch,
+    /// Server: message_seq of the first message of the client's last flight, whose repeat
+    /// means our final flight was lost and is resent (RFC 6347 §4.2.4). Client: none, its
+    /// last flight has no answer of ours to resend.
+    peer_flight_start: Option<u16>,
+    /// When we last refused a renegotiation attempt.
+    last_no_renegotiation: Option<Instant>,
     client_random: [u8; 32],
     server_random: [u8; 32],
     master: MasterSecret,
@@ -317,6 +323,29 @@ impl State {
             Self::ServerExpectCertificateVerify(cv) => Some(&mut cv.k.read),
             Self::Connected(est) => Some(&mut est.read),
             _ => None,
+        }
+    }
+
+    /// message_seq of the first message of the peer flight whose repeat makes us resend our
+    /// current flight (RFC 6347 §4.2.4); none before the peer's hello, and at a client once
+    /// connected.
+    fn peer_flight_start(&self) -> Option<u16> {
+        match self {
+            Self::ClientExpectCertificate(n) | Self::ServerExpectCertificate(n) => {
+                Some(n.peer_flight_start)
+            }
+            Self::ClientExpectServerKeyExchange(c) | Self::ServerExpectClientKeyExchange(c) => {
+                Some(c.n.peer_flight_start)
+            }
+            Self::ClientExpectCertificateRequest(s) | Self::ClientExpectServerHelloDone(s) => {
+                Some(s.c.n.peer_flight_start)
+            }
+            Self::ClientExpectFinished(k) | Self::ServerExpectFinished(k) => {
+                Some(k.peer_flight_start)
+            }
+            Self::ServerExpectCertificateVerify(cv) => Some(cv.k.peer_flight_start),
+            Self::Connected(est) => est.peer_flight_start,
+            Self::ClientHelloSent(_) | Self::ServerExpectClientHello(_) | Self::Closed => None,
         }
     }
 
@@ -468,10 +497,8 @@ impl Connection {
             reassembler: Reassembler::default(),
             next_send_seq: 0,
             flight: Vec::new(),
-            peer_flight_start: None,
             retransmit_at: None,
             last_repeat_answer: None,
-            last_no_renegotiation: None,
             rto,
             handshake_deadline: None,
             transmits: VecDeque::new(),

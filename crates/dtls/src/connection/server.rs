@@ -177,7 +177,6 @@ impl Connection {
         // used by a HelloVerifyRequest (RFC 6347 §4.2.1).
         self.next_send_seq = msg.seq;
         self.write[0].next_seq = self.write[0].next_seq.max(record_seq);
-        self.peer_flight_start = Some(msg.seq);
 
         let mut flight = Vec::new();
         let sh = ServerHello {
@@ -250,6 +249,7 @@ impl Connection {
             .get_or_insert(now + self.config.handshake_timeout);
         self.send_flight(now, true);
         Ok(State::ServerExpectCertificate(Box::new(Negotiated {
+            peer_flight_start: msg.seq,
             hs,
             ecdh,
             suite,
@@ -278,6 +278,7 @@ impl Connection {
             ExpectCertificateVerify {
                 k: Keyed {
                     read,
+                    peer_flight_start: n.peer_flight_start,
                     hs: n.hs,
                     suite: n.suite,
                     profile: n.profile,
@@ -313,7 +314,6 @@ impl Connection {
         // The final flight has no timer: it is resent when the client repeats its flight
         // (RFC 6347 §4.2.4).
         self.send_flight(now, false);
-        self.peer_flight_start = Some(client_flight_start);
-        Ok(self.establish(*k))
+        Ok(self.establish(*k, Some(client_flight_start)))
     }
 }
