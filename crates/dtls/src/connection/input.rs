@@ -114,11 +114,8 @@ impl Connection {
                 });
                 Ok(())
             }
-            _ => {
-                let e = Error::AlertReceived(description);
-                self.shut(Some(e.clone()));
-                Err(e)
-            }
+            // A fatal alert: the caller closes the connection (`fail`; no alert answers one).
+            _ => Err(Error::AlertReceived(description)),
         }
     }
 

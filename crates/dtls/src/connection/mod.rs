@@ -177,9 +177,6 @@ pub struct Connection {
     /// Why the last plaintext handshake message was discarded.
     last_discarded: Option<Error>,
     stats: Stats,
-    /// Set once the connection is closed for good (the state is also briefly `Closed` while
-    /// a handler owns it).
-    terminated: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -506,7 +503,6 @@ impl Connection {
             iv_secret,
             last_discarded: None,
             stats: Stats::default(),
-            terminated: false,
         })
     }
 
@@ -522,7 +518,7 @@ impl Connection {
 
     /// Whether the connection is closed (orderly, by a fatal alert or by timeout).
     pub fn is_closed(&self) -> bool {
-        self.terminated
+        matches!(self.state, State::Closed)
     }
 
     /// Counters.
@@ -680,6 +676,9 @@ impl Connection {
 
     // ---------------------------------------------------------------- handshake ------------
 
+    /// Hands `msg` to the step of the current state, which consumes the state and returns the
+    /// next. Meanwhile the state is `Closed`; if the step fails it stays so, and the caller
+    /// either restores the state (a refused plaintext message) or fails the connection.
     fn handle_message(&mut self, now: Instant, msg: Message, record_seq: u64) -> Result<(), Error> {
         // The epoch is right by construction: `State::expects` chose it.
         let state = std::mem::replace(&mut self.state, State::Closed);
@@ -770,19 +769,21 @@ impl Connection {
 
     // ---------------------------------------------------------------- output ---------------
 
-    /// Fails the connection: fatal alert out (when the error has one), `Closed` event.
+    /// Fails the connection: fatal alert out (when the error has one), `Closed` event. Called
+    /// once, with the error that ends it: nothing returns an error after `shut` (an open
+    /// connection's input only fails before it closes, a closed one refuses input up
+    /// front), so `is_closed` is not asked here; it could not tell a connection already shut
+    /// from one whose failed step left the state `Closed` (`handle_message`).
     fn fail(&mut self, e: Error) -> Error {
-        if !self.is_closed() {
-            if let Some(desc) = e.alert() {
-                self.send_alert(AlertLevel::Fatal, desc);
-            }
-            self.shut(Some(e.clone()));
+        if let Some(desc) = e.alert() {
+            self.send_alert(AlertLevel::Fatal, desc);
         }
+        self.shut(Some(e.clone()));
         e
     }
 
+    /// Closes for good: `Closed` state, no timers, no flight, `Closed` event.
     fn shut(&mut self, error: Option<Error>) {
-        self.terminated = true;
         self.state = State::Closed;
         self.retransmit_at = None;
         self.handshake_deadline = None;
