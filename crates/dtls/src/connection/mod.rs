@@ -285,6 +285,7 @@ enum State {
     ClientExpectCertificateRequest(Box<SignedShare>),
     ClientExpectServerHelloDone(Box<SignedShare>),
     ClientExpectFinished(Box<Keyed>),
+    ServerExpectCookie(Box<ExpectCookie>),
     ServerExpectClientHello(Box<ServerStart>),
     ServerExpectCertificate(Box<Negotiated>),
     ServerExpectClientKeyExchange(Box<Certified>),
@@ -303,6 +304,7 @@ impl State {
             Self::ClientExpectCertificateRequest(_) => "ClientExpectCertificateRequest",
             Self::ClientExpectServerHelloDone(_) => "ClientExpectServerHelloDone",
             Self::ClientExpectFinished(_) => "ClientExpectFinished",
+            Self::ServerExpectCookie(_) => "ServerExpectCookie",
             Self::ServerExpectClientHello(_) => "ServerExpectClientHello",
             Self::ServerExpectCertificate(_) => "ServerExpectCertificate",
             Self::ServerExpectClientKeyExchange(_) => "ServerExpectClientKeyExchange",
@@ -342,7 +344,10 @@ impl State {
             }
             Self::ServerExpectCertificateVerify(cv) => Some(cv.k.peer_flight_start),
             Self::Connected(est) => est.peer_flight_start,
-            Self::ClientHelloSent(_) | Self::ServerExpectClientHello(_) | Self::Closed => None,
+            Self::ClientHelloSent(_)
+            | Self::ServerExpectCookie(_)
+            | Self::ServerExpectClientHello(_)
+            | Self::Closed => None,
         }
     }
 
@@ -355,7 +360,8 @@ impl State {
             Self::ClientHelloSent(c) => Some((0, c.hello_seq.max(next))),
             Self::ServerExpectClientHello(_) => Some((0, next.saturating_add(MAX_AHEAD))),
             Self::ClientExpectFinished(_) | Self::ServerExpectFinished(_) => Some((1, next)),
-            Self::Connected(_) | Self::Closed => None,
+            // The cookie's ClientHello is checked statelessly, never reassembled.
+            Self::ServerExpectCookie(_) | Self::Connected(_) | Self::Closed => None,
             _ => Some((0, next)),
         }
     }
@@ -457,17 +463,25 @@ impl Connection {
         rng: &mut impl CryptoRngCore,
     ) -> Result<Self, Error> {
         let mut conn = Self::new(Role::Server, config, expected, rng)?;
+        // Drawn with or without a cookie exchange: what is drawn after it stays the same.
         let mut cookie_secret = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut cookie_secret[..]);
         let mut server_random = [0u8; 32];
         rng.fill_bytes(&mut server_random);
         let ecdh = EcdhSeed::new(rng);
-        conn.state = State::ServerExpectClientHello(Box::new(ServerStart {
+        let start = ServerStart {
             server_random,
             ecdh,
-            client_addr,
-            cookie_secret: cookie.then_some(cookie_secret),
-        }));
+        };
+        conn.state = if cookie {
+            State::ServerExpectCookie(Box::new(ExpectCookie {
+                start,
+                client_addr,
+                cookie_secret,
+            }))
+        } else {
+            State::ServerExpectClientHello(Box::new(start))
+        };
         Ok(conn)
     }
 
@@ -542,16 +556,10 @@ impl Connection {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        if let State::ServerExpectClientHello(s) = &mut self.state {
-            if !check_cookie(
-                s,
-                &mut self.reassembler,
-                &mut self.transmits,
-                &mut self.stats,
-                datagram,
-            ) {
-                return Ok(());
-            }
+        if !self.check_cookie(datagram) {
+            return Ok(());
+        }
+        if matches!(self.state, State::ServerExpectClientHello(_)) {
             // From here the server holds state: the total timeout runs from now, so a
             // ClientHello that never completes cannot keep it alive.
             self.handshake_deadline
