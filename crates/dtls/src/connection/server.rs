@@ -245,8 +245,8 @@ impl Connection {
         );
         self.flight = flight;
         self.rto = self.config.initial_retransmit_timeout;
-        self.handshake_deadline
-            .get_or_insert(now + self.config.handshake_timeout);
+        // The handshake timeout already runs: `handle_datagram` started it when this
+        // datagram reached `ServerExpectClientHello`.
         self.send_flight(now, true);
         Ok(State::ServerExpectCertificate(Box::new(Negotiated {
             peer_flight_start: msg.seq,
