@@ -10,7 +10,8 @@
 //!   per profile;
 //! - `srtp::forward`: what the SFU does per packet and receiver (unprotect a 1200-byte packet
 //!   from the sender, protect a copy for one receiver), per profile;
-//! - `dtls::handshake`: one full handshake per suite, both sides in memory, as in `dtls.rs`.
+//! - `dtls::handshake`: one full handshake per suite, both sides in memory on the shared
+//!   simulated network (`callsec_tests::pair::Pair`, lossless), as in `dtls.rs`.
 //!
 //! Cases use the default crypto provider (ring); the `_rustcrypto` cases repeat the GCM ones
 //! with RustCrypto (CM is RustCrypto under every provider).
@@ -31,10 +32,10 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
-use std::time::Instant;
 
-use callsec_dtls::{Certificate, CipherSuite, Config as DtlsConfig, Connection};
+use callsec_dtls::{Certificate, CipherSuite, Config as DtlsConfig};
 use callsec_srtp::{Config, Context, MasterKey, ProtectionProfile, Provider};
+use callsec_tests::pair::{Netem, Pair};
 use gungraun::{
     Callgrind, LibraryBenchmarkConfig, library_benchmark, library_benchmark_group, main,
 };
@@ -159,11 +160,11 @@ fn forward(state: (Context, Context, Vec<u8>, Vec<u8>)) -> (Context, Context, Ve
 }
 
 /// Client and server configurations offering only `suite`, with certificates made here
-/// (not counted), and the seeded RNG the handshake draws from.
+/// (not counted), and the seed of the RNG the handshake draws from.
 fn handshake_setup(
     suite: CipherSuite,
     provider: Provider,
-) -> (Arc<DtlsConfig>, Arc<DtlsConfig>, ChaCha20Rng) {
+) -> (Arc<DtlsConfig>, Arc<DtlsConfig>, u64) {
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let mut mk = || {
         let mut c = DtlsConfig::new(Certificate::generate(&mut rng));
@@ -172,7 +173,7 @@ fn handshake_setup(
         Arc::new(c)
     };
     let (cc, sc) = (mk(), mk());
-    (cc, sc, ChaCha20Rng::seed_from_u64(2))
+    (cc, sc, 2)
 }
 
 #[library_benchmark]
@@ -188,28 +189,12 @@ fn handshake_setup(
     args = (CipherSuite::EcdheEcdsaAes128GcmSha256, RUSTCRYPTO),
     setup = handshake_setup
 )]
-fn handshake(state: (Arc<DtlsConfig>, Arc<DtlsConfig>, ChaCha20Rng)) -> (Connection, Connection) {
-    let (cc, sc, mut rng) = state;
-    let now = Instant::now();
-    let mut client =
-        Connection::client(cc.clone(), &[sc.certificate.fingerprint()], now, &mut rng).unwrap();
-    let mut server = Connection::server(
-        sc,
-        &[cc.certificate.fingerprint()],
-        "127.0.0.1:5000".parse().unwrap(),
-        &mut rng,
-    )
-    .unwrap();
-    while !(client.is_connected() && server.is_connected()) {
-        while let Some(d) = client.poll_transmit() {
-            server.handle_datagram(now, &d).unwrap();
-        }
-        while let Some(d) = server.poll_transmit() {
-            client.handle_datagram(now, &d).unwrap();
-        }
-    }
-    black_box((client.poll_event(), server.poll_event()));
-    (client, server)
+fn handshake(state: (Arc<DtlsConfig>, Arc<DtlsConfig>, u64)) -> Pair {
+    let (cc, sc, seed) = state;
+    let mut p = Pair::with_configs(seed, Netem::default(), cc, sc);
+    p.drive();
+    assert!(p.client.is_connected() && p.server.is_connected());
+    black_box(p)
 }
 
 library_benchmark_group!(name = srtp, benchmarks = [protect, unprotect, forward]);

@@ -121,8 +121,8 @@ impl Connection {
         // The transcript starts at the ClientHello that got this answer (RFC 6347 §4.2.6).
         hs.add(HandshakeType::CLIENT_HELLO, hello_seq, &hello.write());
         hs.add(msg.msg_type, msg.seq, &msg.body);
-        self.peer_flight_start = Some(msg.seq);
         Ok(State::ClientExpectCertificate(Box::new(Negotiated {
+            peer_flight_start: msg.seq,
             hs,
             ecdh,
             suite,
@@ -176,7 +176,7 @@ impl Connection {
             0,
             body,
         );
-        self.install_keys(n.suite, &master, &n.hs)?;
+        let read = self.install_keys(n.suite, &master, &n.hs)?;
         flight.push(OutMsg::ChangeCipherSpec);
         let vd = prf::verify_data(&master, true, &n.hs.hash());
         self.push_msg(
@@ -190,6 +190,8 @@ impl Connection {
         self.rto = self.config.initial_retransmit_timeout;
         self.send_flight(now, true);
         Ok(State::ClientExpectFinished(Box::new(Keyed {
+            read,
+            peer_flight_start: n.peer_flight_start,
             hs: n.hs,
             suite: n.suite,
             profile: n.profile,
@@ -203,6 +205,6 @@ impl Connection {
         check_finished(&k, false, &msg.body)?;
         // The client's last flight is done with: nothing of ours answers a repeat now.
         self.flight.clear();
-        Ok(self.establish(*k))
+        Ok(self.establish(*k, None))
     }
 }

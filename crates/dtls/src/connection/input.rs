@@ -12,7 +12,7 @@ impl Connection {
             self.stats.dropped_records += 1;
             return Ok(());
         }
-        let plaintext = match (rec.epoch, &mut self.read) {
+        let plaintext = match (rec.epoch, self.state.read_epoch()) {
             (0, _) => {
                 if rec.fragment.len() > MAX_PLAINTEXT {
                     self.stats.dropped_records += 1;
@@ -114,11 +114,8 @@ impl Connection {
                 });
                 Ok(())
             }
-            _ => {
-                let e = Error::AlertReceived(description);
-                self.shut(Some(e.clone()));
-                Err(e)
-            }
+            // A fatal alert: the caller closes the connection (`fail`; no alert answers one).
+            _ => Err(Error::AlertReceived(description)),
         }
     }
 
@@ -150,7 +147,9 @@ impl Connection {
             match self.reassembler.insert(&h, epoch, frag, trusted)? {
                 Inserted::Old => {
                     // RFC 6347 §4.2.4: a repeat of the peer's last flight means ours was lost.
-                    if Some(h.message_seq) == self.peer_flight_start && h.fragment_offset == 0 {
+                    if Some(h.message_seq) == self.state.peer_flight_start()
+                        && h.fragment_offset == 0
+                    {
                         resend = true;
                     }
                 }
@@ -224,7 +223,8 @@ impl Connection {
                 Err(e) => return Err(e),
             };
             if h.message_seq < next {
-                resend |= Some(h.message_seq) == self.peer_flight_start && h.fragment_offset == 0;
+                resend |=
+                    Some(h.message_seq) == self.state.peer_flight_start() && h.fragment_offset == 0;
                 continue;
             }
             reneg |= h.fragment_offset == 0
@@ -237,8 +237,11 @@ impl Connection {
             self.answer_repeat(now);
         }
         if reneg {
-            if quiet_since(self.last_no_renegotiation, now, &self.config) {
-                self.last_no_renegotiation = Some(now);
+            // Only a connection in `Connected` comes here.
+            if let State::Connected(est) = &mut self.state
+                && quiet_since(est.last_no_renegotiation, now, &self.config)
+            {
+                est.last_no_renegotiation = Some(now);
                 self.send_alert(AlertLevel::Warning, AlertDescription::NO_RENEGOTIATION);
             }
             self.stats.dropped_records += 1;

@@ -80,10 +80,14 @@ pub(super) fn check_finished(k: &Keyed, from_client: bool, body: &[u8]) -> Resul
 }
 
 impl Connection {
-    pub(super) fn establish(&mut self, k: Keyed) -> State {
+    /// The handshake completed: `Connected` event, and the state that answers repeats of the
+    /// peer flight starting at `peer_flight_start` (server) or none (client).
+    pub(super) fn establish(&mut self, k: Keyed, peer_flight_start: Option<u16>) -> State {
         self.retransmit_at = None;
         self.handshake_deadline = None;
         let Keyed {
+            read,
+            peer_flight_start: _,
             hs,
             suite,
             profile,
@@ -92,6 +96,9 @@ impl Connection {
             peer_fingerprint,
         } = k;
         let est = Established {
+            read,
+            peer_flight_start,
+            last_no_renegotiation: None,
             client_random: hs.client_random,
             server_random: hs.server_random,
             master,
@@ -143,13 +150,14 @@ impl Connection {
         })
     }
 
-    /// RFC 5246 §6.3: key block, split into both directions' record protection.
+    /// RFC 5246 §6.3: key block, split into both directions' record protection. Our epoch 1
+    /// is installed for writing; the peer's is returned for the next state to hold.
     pub(super) fn install_keys(
         &mut self,
         suite: CipherSuite,
         master: &MasterSecret,
         hs: &Hs,
-    ) -> Result<(), Error> {
+    ) -> Result<ReadEpoch, Error> {
         let (client, server) = match suite {
             CipherSuite::EcdheEcdsaAes128GcmSha256 => {
                 // client_write_key[16] server_write_key[16] client_write_IV[4] server_write_IV[4]
@@ -177,10 +185,9 @@ impl Connection {
             cipher: Some(mine),
             next_seq: 0,
         };
-        self.read = Some(ReadEpoch {
-            cipher: theirs,
+        Ok(ReadEpoch {
+            cipher: Arc::new(theirs),
             window: ReplayWindow::default(),
-        });
-        Ok(())
+        })
     }
 }

@@ -161,22 +161,14 @@ pub struct Connection {
     config: Arc<Config>,
     expected: Vec<Fingerprint>,
     state: State,
-    /// Epoch 1 (epoch 0 has no protection, and so no replay window: nothing in it can be
-    /// authenticated, so nothing in it may move a window, RFC 6347 §4.1.2.6).
-    read: Option<ReadEpoch>,
     write: [WriteEpoch; 2],
     write_epoch: u16,
     reassembler: Reassembler,
     next_send_seq: u16,
     flight: Vec<OutMsg>,
-    /// message_seq of the first message of the peer flight ours answers: a repeat of it makes
-    /// us resend ours (RFC 6347 §4.2.4).
-    peer_flight_start: Option<u16>,
     retransmit_at: Option<Instant>,
     /// When we last resent our flight because the peer repeated its own.
     last_repeat_answer: Option<Instant>,
-    /// When we last refused a renegotiation attempt.
-    last_no_renegotiation: Option<Instant>,
     rto: Duration,
     handshake_deadline: Option<Instant>,
     transmits: VecDeque<Vec<u8>>,
@@ -185,9 +177,6 @@ pub struct Connection {
     /// Why the last plaintext handshake message was discarded.
     last_discarded: Option<Error>,
     stats: Stats,
-    /// Set once the connection is closed for good (the state is also briefly `Closed` while
-    /// a handler owns it).
-    terminated: bool,
 }
 
 impl std::fmt::Debug for Connection {
@@ -199,8 +188,13 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// The peer's epoch 1: held by the states whose keys are installed (epoch 0 has no
+/// protection, and so no replay window: nothing in it can be authenticated, so nothing in it
+/// may move a window, RFC 6347 §4.1.2.6). The cipher is shared, not copied, when a state is
+/// kept to be restored (`handle_messages`): key schedules are never duplicated.
+#[derive(Clone)]
 struct ReadEpoch {
-    cipher: RecordCipher,
+    cipher: Arc<RecordCipher>,
     window: ReplayWindow,
 }
 
@@ -213,6 +207,9 @@ struct WriteEpoch {
 /// Hellos exchanged; the peer's Certificate is next.
 #[derive(Clone)]
 struct Negotiated {
+    /// message_seq of the first message of the peer flight ours answers (its hello): a
+    /// repeat of it makes us resend ours (RFC 6347 §4.2.4).
+    peer_flight_start: u16,
     hs: Hs,
     ecdh: EcdhKey,
     suite: CipherSuite,
@@ -241,6 +238,10 @@ struct SignedShare {
 /// server on the CertificateVerify ([`ExpectCertificateVerify`]).
 #[derive(Clone)]
 struct Keyed {
+    /// From here on the peer's epoch 1 can be read.
+    read: ReadEpoch,
+    /// As in [`Negotiated`]: the peer's hello flight, which our last flight answers.
+    peer_flight_start: u16,
     hs: Hs,
     suite: CipherSuite,
     profile: ProtectionProfile,
@@ -257,10 +258,17 @@ struct ExpectCertificateVerify {
     peer_key: PeerKey,
 }
 
-/// Handshake complete: what the exporter (RFC 5705) needs, nothing else (what the
-/// application learns left in the `Connected` event).
+/// Handshake complete: the peer's epoch 1 and what the exporter (RFC 5705) needs, nothing
+/// else (what the application learns left in the `Connected` event).
 #[derive(Clone)]
 struct Established {
+    read: ReadEpoch,
+    /// Server: message_seq of the first message of the client's last flight, whose repeat
+    /// means our final flight was lost and is resent (RFC 6347 §4.2.4). Client: none, its
+    /// last flight has no answer of ours to resend.
+    peer_flight_start: Option<u16>,
+    /// When we last refused a renegotiation attempt.
+    last_no_renegotiation: Option<Instant>,
     client_random: [u8; 32],
     server_random: [u8; 32],
     master: MasterSecret,
@@ -277,6 +285,7 @@ enum State {
     ClientExpectCertificateRequest(Box<SignedShare>),
     ClientExpectServerHelloDone(Box<SignedShare>),
     ClientExpectFinished(Box<Keyed>),
+    ServerExpectCookie(Box<ExpectCookie>),
     ServerExpectClientHello(Box<ServerStart>),
     ServerExpectCertificate(Box<Negotiated>),
     ServerExpectClientKeyExchange(Box<Certified>),
@@ -295,6 +304,7 @@ impl State {
             Self::ClientExpectCertificateRequest(_) => "ClientExpectCertificateRequest",
             Self::ClientExpectServerHelloDone(_) => "ClientExpectServerHelloDone",
             Self::ClientExpectFinished(_) => "ClientExpectFinished",
+            Self::ServerExpectCookie(_) => "ServerExpectCookie",
             Self::ServerExpectClientHello(_) => "ServerExpectClientHello",
             Self::ServerExpectCertificate(_) => "ServerExpectCertificate",
             Self::ServerExpectClientKeyExchange(_) => "ServerExpectClientKeyExchange",
@@ -302,6 +312,42 @@ impl State {
             Self::ServerExpectFinished(_) => "ServerExpectFinished",
             Self::Connected(_) => "Connected",
             Self::Closed => "Closed",
+        }
+    }
+
+    /// The peer's epoch 1, in the states that installed its keys.
+    fn read_epoch(&mut self) -> Option<&mut ReadEpoch> {
+        match self {
+            Self::ClientExpectFinished(k) | Self::ServerExpectFinished(k) => Some(&mut k.read),
+            Self::ServerExpectCertificateVerify(cv) => Some(&mut cv.k.read),
+            Self::Connected(est) => Some(&mut est.read),
+            _ => None,
+        }
+    }
+
+    /// message_seq of the first message of the peer flight whose repeat makes us resend our
+    /// current flight (RFC 6347 §4.2.4); none before the peer's hello, and at a client once
+    /// connected.
+    fn peer_flight_start(&self) -> Option<u16> {
+        match self {
+            Self::ClientExpectCertificate(n) | Self::ServerExpectCertificate(n) => {
+                Some(n.peer_flight_start)
+            }
+            Self::ClientExpectServerKeyExchange(c) | Self::ServerExpectClientKeyExchange(c) => {
+                Some(c.n.peer_flight_start)
+            }
+            Self::ClientExpectCertificateRequest(s) | Self::ClientExpectServerHelloDone(s) => {
+                Some(s.c.n.peer_flight_start)
+            }
+            Self::ClientExpectFinished(k) | Self::ServerExpectFinished(k) => {
+                Some(k.peer_flight_start)
+            }
+            Self::ServerExpectCertificateVerify(cv) => Some(cv.k.peer_flight_start),
+            Self::Connected(est) => est.peer_flight_start,
+            Self::ClientHelloSent(_)
+            | Self::ServerExpectCookie(_)
+            | Self::ServerExpectClientHello(_)
+            | Self::Closed => None,
         }
     }
 
@@ -314,7 +360,8 @@ impl State {
             Self::ClientHelloSent(c) => Some((0, c.hello_seq.max(next))),
             Self::ServerExpectClientHello(_) => Some((0, next.saturating_add(MAX_AHEAD))),
             Self::ClientExpectFinished(_) | Self::ServerExpectFinished(_) => Some((1, next)),
-            Self::Connected(_) | Self::Closed => None,
+            // The cookie's ClientHello is checked statelessly, never reassembled.
+            Self::ServerExpectCookie(_) | Self::Connected(_) | Self::Closed => None,
             _ => Some((0, next)),
         }
     }
@@ -416,17 +463,25 @@ impl Connection {
         rng: &mut impl CryptoRngCore,
     ) -> Result<Self, Error> {
         let mut conn = Self::new(Role::Server, config, expected, rng)?;
+        // Drawn with or without a cookie exchange: what is drawn after it stays the same.
         let mut cookie_secret = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut cookie_secret[..]);
         let mut server_random = [0u8; 32];
         rng.fill_bytes(&mut server_random);
         let ecdh = EcdhSeed::new(rng);
-        conn.state = State::ServerExpectClientHello(Box::new(ServerStart {
+        let start = ServerStart {
             server_random,
             ecdh,
-            client_addr,
-            cookie_secret: cookie.then_some(cookie_secret),
-        }));
+        };
+        conn.state = if cookie {
+            State::ServerExpectCookie(Box::new(ExpectCookie {
+                start,
+                client_addr,
+                cookie_secret,
+            }))
+        } else {
+            State::ServerExpectClientHello(Box::new(start))
+        };
         Ok(conn)
     }
 
@@ -448,16 +503,13 @@ impl Connection {
             config,
             expected: expected.to_vec(),
             state: State::Closed,
-            read: None,
             write: Default::default(),
             write_epoch: 0,
             reassembler: Reassembler::default(),
             next_send_seq: 0,
             flight: Vec::new(),
-            peer_flight_start: None,
             retransmit_at: None,
             last_repeat_answer: None,
-            last_no_renegotiation: None,
             rto,
             handshake_deadline: None,
             transmits: VecDeque::new(),
@@ -465,7 +517,6 @@ impl Connection {
             iv_secret,
             last_discarded: None,
             stats: Stats::default(),
-            terminated: false,
         })
     }
 
@@ -481,7 +532,7 @@ impl Connection {
 
     /// Whether the connection is closed (orderly, by a fatal alert or by timeout).
     pub fn is_closed(&self) -> bool {
-        self.terminated
+        matches!(self.state, State::Closed)
     }
 
     /// Counters.
@@ -505,16 +556,10 @@ impl Connection {
         if self.is_closed() {
             return Err(Error::Closed);
         }
-        if let State::ServerExpectClientHello(s) = &mut self.state {
-            if !check_cookie(
-                s,
-                &mut self.reassembler,
-                &mut self.transmits,
-                &mut self.stats,
-                datagram,
-            ) {
-                return Ok(());
-            }
+        if !self.check_cookie(datagram) {
+            return Ok(());
+        }
+        if matches!(self.state, State::ServerExpectClientHello(_)) {
             // From here the server holds state: the total timeout runs from now, so a
             // ClientHello that never completes cannot keep it alive.
             self.handshake_deadline
@@ -639,6 +684,9 @@ impl Connection {
 
     // ---------------------------------------------------------------- handshake ------------
 
+    /// Hands `msg` to the step of the current state, which consumes the state and returns the
+    /// next. Meanwhile the state is `Closed`; if the step fails it stays so, and the caller
+    /// either restores the state (a refused plaintext message) or fails the connection.
     fn handle_message(&mut self, now: Instant, msg: Message, record_seq: u64) -> Result<(), Error> {
         // The epoch is right by construction: `State::expects` chose it.
         let state = std::mem::replace(&mut self.state, State::Closed);
@@ -729,19 +777,21 @@ impl Connection {
 
     // ---------------------------------------------------------------- output ---------------
 
-    /// Fails the connection: fatal alert out (when the error has one), `Closed` event.
+    /// Fails the connection: fatal alert out (when the error has one), `Closed` event. Called
+    /// once, with the error that ends it: nothing returns an error after `shut` (an open
+    /// connection's input only fails before it closes, a closed one refuses input up
+    /// front), so `is_closed` is not asked here; it could not tell a connection already shut
+    /// from one whose failed step left the state `Closed` (`handle_message`).
     fn fail(&mut self, e: Error) -> Error {
-        if !self.is_closed() {
-            if let Some(desc) = e.alert() {
-                self.send_alert(AlertLevel::Fatal, desc);
-            }
-            self.shut(Some(e.clone()));
+        if let Some(desc) = e.alert() {
+            self.send_alert(AlertLevel::Fatal, desc);
         }
+        self.shut(Some(e.clone()));
         e
     }
 
+    /// Closes for good: `Closed` state, no timers, no flight, `Closed` event.
     fn shut(&mut self, error: Option<Error>) {
-        self.terminated = true;
         self.state = State::Closed;
         self.retransmit_at = None;
         self.handshake_deadline = None;

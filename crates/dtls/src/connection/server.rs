@@ -3,18 +3,23 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
-/// Server, before the ClientHello it answers. The cookie exchange belongs to this state
-/// alone: while `cookie_secret` is set (config, unless a [`HelloVerifier`](crate::HelloVerifier)
-/// checked the cookie already) the server is stateless: it answers ClientHellos with
-/// HelloVerifyRequests and drops the rest.
+/// Server, before the ClientHello it answers, its cookie (if one was demanded) seen.
 #[derive(Clone)]
 pub(super) struct ServerStart {
     pub(super) server_random: [u8; 32],
     pub(super) ecdh: EcdhSeed,
+}
+
+/// Server, demanding a cookie ([`Config::cookie_exchange`], unless a
+/// [`HelloVerifier`](crate::HelloVerifier) checked it already): stateless until a ClientHello
+/// carries ours; it answers ClientHellos with HelloVerifyRequests and drops the rest. The
+/// cookie exchange belongs to this state alone.
+#[derive(Clone)]
+pub(super) struct ExpectCookie {
+    pub(super) start: ServerStart,
     /// The client's transport address, which the cookie is bound to.
     pub(super) client_addr: SocketAddr,
-    /// Set until a ClientHello with our cookie arrives.
-    pub(super) cookie_secret: Option<Zeroizing<[u8; 32]>>,
+    pub(super) cookie_secret: Zeroizing<[u8; 32]>,
 }
 
 /// RFC 5246 §7.4.1.4 / RFC 5246 §7.2.2: no suite in common. insufficient_security when the
@@ -64,39 +69,35 @@ pub(super) fn check_hello_extensions(ext: &Extensions, config: &Config) -> Resul
     Ok(())
 }
 
-/// RFC 6347 §4.2.1, before the server keeps any state: a ClientHello (first fragment,
-/// first record) with our cookie ends the stateless phase; another ClientHello gets a
-/// HelloVerifyRequest; anything else is dropped. Returns whether the datagram is to be
-/// processed (always, once no cookie is demanded any more).
-pub(super) fn check_cookie(
-    s: &mut ServerStart,
-    reassembler: &mut Reassembler,
-    transmits: &mut VecDeque<Vec<u8>>,
-    stats: &mut Stats,
-    datagram: &[u8],
-) -> bool {
-    let Some(secret) = &s.cookie_secret else {
-        return true;
-    };
-    match cookie::verify(secret, None, s.client_addr, datagram) {
-        Verdict::Accept { msg_seq } => {
-            s.cookie_secret = None;
-            reassembler.resync(msg_seq);
-            true
-        }
-        Verdict::Reply(hvr) => {
-            transmits.push_back(hvr);
-            stats.hello_verify_requests += 1;
-            false
-        }
-        Verdict::Drop => {
-            stats.dropped_records += 1;
-            false
+impl Connection {
+    /// RFC 6347 §4.2.1, before the server keeps any state: a ClientHello (first fragment,
+    /// first record) with our cookie ends the stateless phase (`ServerExpectClientHello`
+    /// next); another ClientHello gets a HelloVerifyRequest; anything else is dropped.
+    /// Returns whether the datagram is to be processed.
+    pub(super) fn check_cookie(&mut self, datagram: &[u8]) -> bool {
+        let State::ServerExpectCookie(w) = &self.state else {
+            return true;
+        };
+        match cookie::verify(&w.cookie_secret, None, w.client_addr, datagram) {
+            Verdict::Accept { msg_seq } => {
+                // The copy's secrets are wiped with the state it replaces (`Zeroizing`).
+                let start = w.start.clone();
+                self.reassembler.resync(msg_seq);
+                self.state = State::ServerExpectClientHello(Box::new(start));
+                true
+            }
+            Verdict::Reply(hvr) => {
+                self.transmits.push_back(hvr);
+                self.stats.hello_verify_requests += 1;
+                false
+            }
+            Verdict::Drop => {
+                self.stats.dropped_records += 1;
+                false
+            }
         }
     }
-}
 
-impl Connection {
     pub(super) fn server_client_hello(
         &mut self,
         now: Instant,
@@ -111,7 +112,7 @@ impl Connection {
             return Err(Error::ProtocolVersion);
         }
         // The cookie, when one is demanded, was checked on the first fragment
-        // (`check_cookie`).
+        // (`check_cookie`, in `ServerExpectCookie`).
         let ext = &ch.extensions;
         let suite = self
             .config
@@ -162,7 +163,6 @@ impl Connection {
         let ServerStart {
             server_random,
             ecdh,
-            ..
         } = s;
         // The cookie is valid: only now is the ECDHE key made.
         let ecdh = ecdh.key(self.config.provider);
@@ -177,7 +177,6 @@ impl Connection {
         // used by a HelloVerifyRequest (RFC 6347 §4.2.1).
         self.next_send_seq = msg.seq;
         self.write[0].next_seq = self.write[0].next_seq.max(record_seq);
-        self.peer_flight_start = Some(msg.seq);
 
         let mut flight = Vec::new();
         let sh = ServerHello {
@@ -246,10 +245,11 @@ impl Connection {
         );
         self.flight = flight;
         self.rto = self.config.initial_retransmit_timeout;
-        self.handshake_deadline
-            .get_or_insert(now + self.config.handshake_timeout);
+        // The handshake timeout already runs: `handle_datagram` started it when this
+        // datagram reached `ServerExpectClientHello`.
         self.send_flight(now, true);
         Ok(State::ServerExpectCertificate(Box::new(Negotiated {
+            peer_flight_start: msg.seq,
             hs,
             ecdh,
             suite,
@@ -273,10 +273,12 @@ impl Connection {
         n.hs.add(msg.msg_type, msg.seq, &msg.body);
         let pms = ecdh_shared(&n.ecdh, &share)?;
         let master = derive_master(&pms, &n.hs, n.ems);
-        self.install_keys(n.suite, &master, &n.hs)?;
+        let read = self.install_keys(n.suite, &master, &n.hs)?;
         Ok(State::ServerExpectCertificateVerify(Box::new(
             ExpectCertificateVerify {
                 k: Keyed {
+                    read,
+                    peer_flight_start: n.peer_flight_start,
                     hs: n.hs,
                     suite: n.suite,
                     profile: n.profile,
@@ -312,7 +314,6 @@ impl Connection {
         // The final flight has no timer: it is resent when the client repeats its flight
         // (RFC 6347 §4.2.4).
         self.send_flight(now, false);
-        self.peer_flight_start = Some(client_flight_start);
-        Ok(self.establish(*k))
+        Ok(self.establish(*k, Some(client_flight_start)))
     }
 }

@@ -71,8 +71,93 @@ fn a_finished_with_wrong_verify_data_is_decrypt_error() {
             "{suite:?}: {res:?}"
         );
         assert!(server.is_closed());
-        assert!(
-            !std::iter::from_fn(|| server.poll_event()).any(|e| matches!(e, Event::Connected(_)))
+        // The failed step consumed the state; the alert still goes out, once, in the epoch
+        // the server writes in (0: its ChangeCipherSpec is not sent yet).
+        let sent = drain(&mut server);
+        let [alert] = sent.as_slice() else {
+            panic!("{suite:?}: {} datagrams", sent.len());
+        };
+        let rec = Record::read(&mut Reader::new(alert)).unwrap();
+        assert_eq!(
+            (rec.content_type, rec.epoch, rec.fragment),
+            (
+                ContentType::ALERT,
+                0,
+                &[2, AlertDescription::DECRYPT_ERROR.0][..]
+            )
+        );
+        let events: Vec<Event> = std::iter::from_fn(|| server.poll_event()).collect();
+        assert!(!events.iter().any(|e| matches!(e, Event::Connected(_))));
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| matches!(e, Event::Closed { error: Some(_) }))
+                .count(),
+            1
         );
     }
+}
+
+/// An authenticated fatal alert closes the connection once: one `Closed` event carrying the
+/// alert, nothing sent back (no alert answers a fatal one, RFC 5246 §7.2.2), and further
+/// input is refused.
+#[test]
+fn an_authenticated_fatal_alert_closes_once_and_silently() {
+    let mut rng = ChaCha20Rng::seed_from_u64(2);
+    let mut mk = || {
+        let mut c = Config::new(Certificate::generate(&mut rng));
+        c.cookie_exchange = false;
+        Arc::new(c)
+    };
+    let (cc, sc) = (mk(), mk());
+    let now = Instant::now();
+    let mut client =
+        Connection::client(cc.clone(), &[sc.certificate.fingerprint()], now, &mut rng).unwrap();
+    let mut server = Connection::server(
+        sc,
+        &[cc.certificate.fingerprint()],
+        ([192, 0, 2, 1], 4444).into(),
+        &mut rng,
+    )
+    .unwrap();
+    for _ in 0..3 {
+        for d in drain(&mut client) {
+            server.handle_datagram(now, &d).unwrap();
+        }
+        for d in drain(&mut server) {
+            client.handle_datagram(now, &d).unwrap();
+        }
+    }
+    assert!(client.is_connected() && server.is_connected());
+    while server.poll_event().is_some() {}
+    let mut alert = Vec::new();
+    client
+        .put_record(
+            &mut alert,
+            ContentType::ALERT,
+            1,
+            &[2, AlertDescription::INTERNAL_ERROR.0],
+        )
+        .unwrap();
+    let res = server.handle_datagram(now, &alert);
+    assert!(
+        matches!(res, Err(Error::AlertReceived(d)) if d == AlertDescription::INTERNAL_ERROR),
+        "{res:?}"
+    );
+    assert!(server.is_closed());
+    assert!(drain(&mut server).is_empty());
+    let events: Vec<Event> = std::iter::from_fn(|| server.poll_event()).collect();
+    assert!(
+        matches!(
+            events.as_slice(),
+            [Event::Closed {
+                error: Some(Error::AlertReceived(_))
+            }]
+        ),
+        "{events:?}"
+    );
+    assert!(matches!(
+        server.handle_datagram(now, &alert),
+        Err(Error::Closed)
+    ));
 }
