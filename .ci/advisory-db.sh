@@ -10,8 +10,18 @@
 #
 # Use: export CALLSEC_ADVISORY_DBS="$(.ci/advisory-db.sh)"
 set -euo pipefail
-src="${1:-$(cd "$(dirname "$0")/../.." && pwd)/shared/advisory-db}"
-[ -d "$src" ] || exit 0
+# The copy sits in the workspace's shared folder: beside this checkout, or in /work/shared for a
+# clone made elsewhere (CI clones main into a fresh directory).
+src="${1:-}"
+if [ -z "$src" ]; then
+    for candidate in "$(cd "$(dirname "$0")/../.." && pwd)/shared/advisory-db" /work/shared/advisory-db; do
+        if [ -d "$candidate" ]; then
+            src="$candidate"
+            break
+        fi
+    done
+fi
+[ -n "$src" ] && [ -d "$src" ] || exit 0
 read -r commit date < "$src/SNAPSHOT"
 root="$(mktemp -d "${TMPDIR:-/tmp}/callsec-advisory-dbs.XXXXXX")"
 db="$root/advisory-db-3157b0e258782691"
