@@ -69,6 +69,10 @@ fn main() -> ExitCode {
         println!("  DTLS        certificate {}", running.dtls_fingerprint);
         println!("  metrics     http://{}/metrics", running.admin_addr);
         if let Some(dev) = &running.dev {
+            println!(
+                "  demo call   https://{}/  (open it in two tabs and press Join)",
+                running.signaling_addr
+            );
             println!("  development tokens for room \"{dev_room}\" (valid 1 h):");
             for user in ["alice", "bob"] {
                 if let Some(t) = dev.issue(user, &dev_room) {

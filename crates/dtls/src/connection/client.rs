@@ -189,16 +189,12 @@ impl Connection {
         self.flight = flight;
         self.rto = self.config.initial_retransmit_timeout;
         self.send_flight(now, true);
-        Ok(State::ClientExpectFinished(Box::new(Keyed {
+        Ok(State::ClientExpectFinished(Box::new(Keyed::after(
+            n,
             read,
-            peer_flight_start: n.peer_flight_start,
-            hs: n.hs,
-            suite: n.suite,
-            profile: n.profile,
-            ems: n.ems,
             master,
             peer_fingerprint,
-        })))
+        ))))
     }
 
     pub(super) fn client_finished(&mut self, k: Box<Keyed>, msg: &Message) -> Result<State, Error> {

@@ -250,6 +250,28 @@ struct Keyed {
     peer_fingerprint: Fingerprint,
 }
 
+impl Keyed {
+    /// The keyed state after `n`, once the key exchange gave `master` and the peer's epoch
+    /// 1 can be read with `read`. The ECDHE key is dropped here: it has done its work.
+    fn after(
+        n: Negotiated,
+        read: ReadEpoch,
+        master: MasterSecret,
+        peer_fingerprint: Fingerprint,
+    ) -> Self {
+        Self {
+            read,
+            peer_flight_start: n.peer_flight_start,
+            hs: n.hs,
+            suite: n.suite,
+            profile: n.profile,
+            ems: n.ems,
+            master,
+            peer_fingerprint,
+        }
+    }
+}
+
 /// Server: keys derived from the ClientKeyExchange; the client's CertificateVerify, signed
 /// with the key of the certificate it sent, is next.
 #[derive(Clone)]

@@ -276,16 +276,7 @@ impl Connection {
         let read = self.install_keys(n.suite, &master, &n.hs)?;
         Ok(State::ServerExpectCertificateVerify(Box::new(
             ExpectCertificateVerify {
-                k: Keyed {
-                    read,
-                    peer_flight_start: n.peer_flight_start,
-                    hs: n.hs,
-                    suite: n.suite,
-                    profile: n.profile,
-                    ems: n.ems,
-                    master,
-                    peer_fingerprint,
-                },
+                k: Keyed::after(n, read, master, peer_fingerprint),
                 peer_key,
             },
         )))

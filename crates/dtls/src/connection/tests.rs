@@ -23,30 +23,36 @@ fn keep_epoch(d: &[u8], epoch: u16) -> Vec<u8> {
     kept
 }
 
+/// A client and a server (no cookie exchange, only `suite`) that have not started.
+fn pair(seed: u64, suite: CipherSuite, now: Instant) -> (Connection, Connection) {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    let mut mk = || {
+        let mut c = Config::new(Certificate::generate(&mut rng));
+        c.cookie_exchange = false;
+        c.cipher_suites = vec![suite];
+        Arc::new(c)
+    };
+    let (cc, sc) = (mk(), mk());
+    let client =
+        Connection::client(cc.clone(), &[sc.certificate.fingerprint()], now, &mut rng).unwrap();
+    let server = Connection::server(
+        sc,
+        &[cc.certificate.fingerprint()],
+        ([192, 0, 2, 1], 4444).into(),
+        &mut rng,
+    )
+    .unwrap();
+    (client, server)
+}
+
 /// A Finished that authenticates at the record layer (sealed with the client's real
 /// epoch-1 keys) but carries the wrong verify_data is decrypt_error (RFC 5246 §7.4.9), and
 /// no Connected event leaves the server. The tests outside the crate cannot make one.
 #[test]
 fn a_finished_with_wrong_verify_data_is_decrypt_error() {
     for suite in CipherSuite::ALL {
-        let mut rng = ChaCha20Rng::seed_from_u64(1);
-        let mut mk = || {
-            let mut c = Config::new(Certificate::generate(&mut rng));
-            c.cookie_exchange = false;
-            c.cipher_suites = vec![suite];
-            Arc::new(c)
-        };
-        let (cc, sc) = (mk(), mk());
         let now = Instant::now();
-        let mut client =
-            Connection::client(cc.clone(), &[sc.certificate.fingerprint()], now, &mut rng).unwrap();
-        let mut server = Connection::server(
-            sc,
-            &[cc.certificate.fingerprint()],
-            ([192, 0, 2, 1], 4444).into(),
-            &mut rng,
-        )
-        .unwrap();
+        let (mut client, mut server) = pair(1, suite, now);
         for d in drain(&mut client) {
             server.handle_datagram(now, &d).unwrap();
         }
@@ -103,23 +109,8 @@ fn a_finished_with_wrong_verify_data_is_decrypt_error() {
 /// input is refused.
 #[test]
 fn an_authenticated_fatal_alert_closes_once_and_silently() {
-    let mut rng = ChaCha20Rng::seed_from_u64(2);
-    let mut mk = || {
-        let mut c = Config::new(Certificate::generate(&mut rng));
-        c.cookie_exchange = false;
-        Arc::new(c)
-    };
-    let (cc, sc) = (mk(), mk());
     let now = Instant::now();
-    let mut client =
-        Connection::client(cc.clone(), &[sc.certificate.fingerprint()], now, &mut rng).unwrap();
-    let mut server = Connection::server(
-        sc,
-        &[cc.certificate.fingerprint()],
-        ([192, 0, 2, 1], 4444).into(),
-        &mut rng,
-    )
-    .unwrap();
+    let (mut client, mut server) = pair(2, CipherSuite::EcdheEcdsaAes128GcmSha256, now);
     for _ in 0..3 {
         for d in drain(&mut client) {
             server.handle_datagram(now, &d).unwrap();
