@@ -134,10 +134,10 @@ impl Extension {
         }
     }
 
-    /// The id the server uses in its own offers (receivers' side). Within a BUNDLE group
-    /// an id names one URI (RFC 8843 §9.2; Firefox refuses a remap), and the server's
-    /// sections share the group with the participant's own: these are the ids Chromium
-    /// and Firefox give the same URIs, and ids neither gives another URI.
+    /// The server's own id: what forwarded packets carry between the publisher's ids and
+    /// each receiver's, and the id the server offers a receiver when that id is free in
+    /// the receiver's BUNDLE group (see [`Forward::extensions`]). These are the ids
+    /// Chromium and Firefox give the same URIs, so that for them no second rewrite is due.
     pub fn server_id(self) -> u8 {
         match self {
             Self::AudioLevel => 1,
@@ -193,17 +193,6 @@ impl ExtensionMap {
 
     fn iter(&self) -> impl Iterator<Item = (u8, Extension)> + '_ {
         (1u8..=15).filter_map(|id| Some((id, self.get(id)?)))
-    }
-
-    /// The server's own ids for `kind`'s forwarded extensions.
-    pub fn server(kind: Kind) -> Self {
-        let mut m = Self::default();
-        for e in Extension::ALL {
-            if e.forwarded() && e.applies_to(kind) {
-                m.insert(e.server_id(), e);
-            }
-        }
-        m
     }
 }
 
@@ -275,6 +264,30 @@ pub struct Forward {
     /// Whether the participant's answer accepted the section (it is not yet negotiated while
     /// only offered).
     pub negotiated: bool,
+    /// The header-extension ids offered on this section. Within a BUNDLE group an id names
+    /// one URI (RFC 8843 §9.2; Firefox refuses a remap): the participant's own id for the
+    /// URI where it has one, else the server's id if the participant uses it for nothing,
+    /// else a free one; an extension with no free id is not offered.
+    pub extensions: ExtensionMap,
+}
+
+impl Forward {
+    /// How forwarded packets' extension ids change for this receiver: by the server's id
+    /// ([`Extension::server_id`], what packets carry after the publisher's ids are mapped),
+    /// the receiver's id, 0 to drop the element. `None` when the receiver took the server's
+    /// ids, as Chromium and Firefox do: no second rewrite per packet.
+    pub fn extension_rewrite(&self) -> Option<[u8; 16]> {
+        let mut table = [0u8; 16];
+        let mut same = true;
+        for e in Extension::ALL {
+            if e.forwarded() && e.applies_to(self.kind) {
+                let theirs = self.extensions.id_of(e).unwrap_or(0);
+                table[usize::from(e.server_id())] = theirs;
+                same &= theirs == e.server_id();
+            }
+        }
+        (!same).then_some(table)
+    }
 }
 
 /// An m-section id (RFC 8843): 1 to 32 characters of `[A-Za-z0-9_.-]`.
@@ -341,6 +354,8 @@ pub struct RemoteMedia {
     pub pt: Option<u8>,
     /// Its header-extension ids for the extensions the server knows.
     pub extensions: ExtensionMap,
+    /// Every header-extension id it maps, known URI or not (bit `id`).
+    pub ext_ids: u16,
     /// Media SSRCs (FID repair SSRCs left out).
     pub ssrcs: Vec<u32>,
 }
@@ -470,6 +485,7 @@ fn parse_media(m: &MediaDescription) -> Result<RemoteMedia, SdpError> {
     };
     let mut pt = None;
     let mut extensions = ExtensionMap::default();
+    let mut ext_ids = 0u16;
     let mut ssrcs: Vec<u32> = Vec::new();
     let mut repair: Vec<u32> = Vec::new();
     for a in &m.attributes {
@@ -498,6 +514,9 @@ fn parse_media(m: &MediaDescription) -> Result<RemoteMedia, SdpError> {
                 };
                 // `id[/direction] uri [attributes]`
                 let id = id.split('/').next().and_then(|i| i.parse::<u8>().ok());
+                if let Some(id @ 1..=15) = id {
+                    ext_ids |= 1 << id;
+                }
                 let uri = rest.split(' ').next().unwrap_or("");
                 if let (Some(id @ 1..=14), Some(ext), Some(kind)) =
                     (id, Extension::from_uri(uri), kind)
@@ -537,6 +556,7 @@ fn parse_media(m: &MediaDescription) -> Result<RemoteMedia, SdpError> {
         direction,
         pt,
         extensions,
+        ext_ids,
         ssrcs,
     })
 }
@@ -714,7 +734,7 @@ pub fn write(local: &Local, version: u64, sections: &[Section], ty: SdpType) -> 
                     None,
                 );
                 codec_lines(&mut a, f.kind, f.pt, false);
-                for (id, ext) in ExtensionMap::server(f.kind).iter() {
+                for (id, ext) in f.extensions.iter() {
                     a("extmap", Some(format!("{id} {}", ext.uri())));
                 }
                 let (owner, track) = f.source;
@@ -727,6 +747,44 @@ pub fn write(local: &Local, version: u64, sections: &[Section], ty: SdpType) -> 
         session.media_descriptions.push(m);
     }
     session.marshal()
+}
+
+/// The header-extension ids for a new forwarded section of `kind` in a BUNDLE group whose
+/// sections are `sections` and whose participant has mapped the ids in `taken` (see
+/// [`Forward::extensions`]).
+fn forward_extensions(sections: &[Section], taken: u16, kind: Kind) -> ExtensionMap {
+    let mut taken = taken;
+    for s in sections {
+        let map = match s {
+            Section::Publish(p) => &p.extensions,
+            Section::Forward(f) => &f.extensions,
+            Section::Rejected { .. } => continue,
+        };
+        for (id, _) in map.iter() {
+            taken |= 1 << id;
+        }
+    }
+    let mut m = ExtensionMap::default();
+    for e in Extension::ALL {
+        if !e.forwarded() || !e.applies_to(kind) {
+            continue;
+        }
+        let same_uri = sections.iter().find_map(|s| match s {
+            Section::Publish(p) => p.extensions.id_of(e),
+            Section::Forward(f) => f.extensions.id_of(e),
+            Section::Rejected { .. } => None,
+        });
+        let free = || {
+            std::iter::once(e.server_id())
+                .chain(1..=14)
+                .find(|&id| taken & (1 << id) == 0)
+        };
+        if let Some(id) = same_uri.or_else(free) {
+            m.insert(id, e);
+            taken |= 1 << id;
+        }
+    }
+    m
 }
 
 /// `a=rtpmap`, `a=fmtp` and `a=rtcp-fb` for our one codec of `kind`. `receiving` marks the
@@ -762,6 +820,8 @@ pub struct Session {
     /// The sections of the offer the server sent and has no answer for yet.
     pending: Option<Vec<Section>>,
     next_mid: u32,
+    /// Header-extension ids the participant's offers have mapped (bit `id`), any URI.
+    ext_ids: u16,
 }
 
 /// What changed for publishing when a participant's offer was applied.
@@ -782,6 +842,7 @@ impl Session {
             sections: Vec::new(),
             pending: None,
             next_mid: 0,
+            ext_ids: 0,
         }
     }
 
@@ -818,6 +879,7 @@ impl Session {
             }
         }
         self.pending = None;
+        self.ext_ids |= offer.media.iter().fold(0, |ids, m| ids | m.ext_ids);
         let mut next = Vec::with_capacity(offer.media.len());
         let mut changes = PublishChanges::default();
         for (i, m) in offer.media.iter().enumerate() {
@@ -925,9 +987,11 @@ impl Session {
                     break candidate;
                 }
             };
+            let extensions = forward_extensions(&sections, self.ext_ids, kind);
             sections.push(Section::Forward(Forward {
                 mid,
                 kind,
+                extensions,
                 pt: match kind {
                     Kind::Audio => OPUS_PT,
                     Kind::Video => VP8_PT,
@@ -1118,6 +1182,64 @@ a=sctp-port:5000\r\n";
             s.create_offer(&[], &[(7, 1)]).is_some(),
             "pending still differs"
         );
+    }
+
+    /// The forwarded sections the server offers after `offer`, with their extension ids.
+    fn forwarded_after(offer: &str) -> Vec<Forward> {
+        let mut s = Session::new(local());
+        s.accept_offer(&Remote::parse(offer).unwrap()).unwrap();
+        let add = [(Kind::Audio, 9, (2, 0)), (Kind::Video, 10, (2, 1))];
+        let text = s.create_offer(&add, &[]).unwrap();
+        let forwards: Vec<Forward> = s
+            .pending
+            .clone()
+            .unwrap()
+            .into_iter()
+            .filter_map(|x| match x {
+                Section::Forward(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        for f in &forwards {
+            for (id, e) in f.extensions.iter() {
+                assert!(text.contains(&format!("a=extmap:{id} {}\r\n", e.uri())));
+            }
+        }
+        forwards
+    }
+
+    #[test]
+    fn forwarded_extension_ids_never_remap_an_id_of_the_bundle() {
+        // Chromium's ids: audio-level 1, video-orientation 13, as the server's own.
+        let f = forwarded_after(CHROME_OFFER);
+        assert_eq!(f[0].extensions.id_of(Extension::AudioLevel), Some(1));
+        assert_eq!(f[1].extensions.id_of(Extension::VideoOrientation), Some(13));
+        assert!(f.iter().all(|f| f.extension_rewrite().is_none()));
+        // A participant whose 13 is another URI and whose audio-level is 5: the server takes
+        // its 5, and for video-orientation the lowest id nobody in the group uses.
+        let other = CHROME_OFFER
+            .replace(
+                "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level",
+                "a=extmap:5 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\na=extmap:1 urn:example:one",
+            )
+            .replace(
+                "a=extmap:13 urn:3gpp:video-orientation",
+                "a=extmap:13 urn:example:thirteen\r\na=extmap:2/recvonly urn:example:two",
+            );
+        let f = forwarded_after(&other);
+        assert_eq!(f[0].extensions.id_of(Extension::AudioLevel), Some(5));
+        assert_eq!(f[1].extensions.id_of(Extension::VideoOrientation), Some(6));
+        let audio = f[0].extension_rewrite().unwrap();
+        assert_eq!(audio[1], 5, "the server's 1 becomes the participant's 5");
+        let video = f[1].extension_rewrite().unwrap();
+        assert_eq!(video[13], 6);
+        // What the SFU does with the table on a receiver's copy: audio-level (server id 1)
+        // goes out as 5, anything else the server does not forward is blanked.
+        let mut pkt = vec![0x90, 111, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9];
+        pkt.extend_from_slice(&[0xBE, 0xDE, 0, 2, 0x10, 0x7f, 0x30, 0xaa, 0, 0, 0, 0]);
+        let mut view = callsec_srtp::view::RtpView::new(&mut pkt).unwrap();
+        view.map_extension_ids(|id| audio.get(usize::from(id)).copied());
+        assert_eq!(pkt[16..20], [0x50, 0x7f, 0, 0]);
     }
 
     #[test]

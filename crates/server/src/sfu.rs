@@ -194,6 +194,9 @@ impl RecvStats {
 struct Forwarding {
     pt: u8,
     kind: Kind,
+    /// Header-extension ids for this receiver by the server's id (0: drop), when its
+    /// section could not take the server's ids (`Forward::extension_rewrite`).
+    ext: Option<[u8; 16]>,
 }
 
 /// The retransmission cache of one receiver: protected packets as sent, by (SSRC, seq).
@@ -629,6 +632,7 @@ impl Sfu {
                     Forwarding {
                         pt: f.pt,
                         kind: f.kind,
+                        ext: f.extension_rewrite(),
                     },
                 );
                 video |= f.kind == Kind::Video;
@@ -791,6 +795,11 @@ impl Sfu {
             }
             buf[..len].copy_from_slice(pkt);
             buf[1] = (buf[1] & 0x80) | fwd.pt;
+            if let Some(table) = &fwd.ext
+                && let Ok(mut copy) = RtpView::new(&mut buf[..len])
+            {
+                copy.map_extension_ids(|id| table.get(usize::from(id)).copied());
+            }
             match rx.rtc.protect_rtp(buf, len) {
                 Ok(n) => {
                     out.send(dest, &buf[..n]);
