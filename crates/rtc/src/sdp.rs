@@ -753,27 +753,22 @@ pub fn write(local: &Local, version: u64, sections: &[Section], ty: SdpType) -> 
 /// sections are `sections` and whose participant has mapped the ids in `taken` (see
 /// [`Forward::extensions`]).
 fn forward_extensions(sections: &[Section], taken: u16, kind: Kind) -> ExtensionMap {
-    let mut taken = taken;
-    for s in sections {
-        let map = match s {
-            Section::Publish(p) => &p.extensions,
-            Section::Forward(f) => &f.extensions,
-            Section::Rejected { .. } => continue,
-        };
-        for (id, _) in map.iter() {
-            taken |= 1 << id;
-        }
-    }
+    let maps = || {
+        sections.iter().filter_map(|s| match s {
+            Section::Publish(p) => Some(&p.extensions),
+            Section::Forward(f) => Some(&f.extensions),
+            Section::Rejected { .. } => None,
+        })
+    };
+    let mut taken = maps()
+        .flat_map(ExtensionMap::iter)
+        .fold(taken, |t, (id, _)| t | 1 << id);
     let mut m = ExtensionMap::default();
     for e in Extension::ALL {
         if !e.forwarded() || !e.applies_to(kind) {
             continue;
         }
-        let same_uri = sections.iter().find_map(|s| match s {
-            Section::Publish(p) => p.extensions.id_of(e),
-            Section::Forward(f) => f.extensions.id_of(e),
-            Section::Rejected { .. } => None,
-        });
+        let same_uri = maps().find_map(|m| m.id_of(e));
         let free = || {
             std::iter::once(e.server_id())
                 .chain(1..=14)

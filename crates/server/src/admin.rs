@@ -68,6 +68,26 @@ impl DevIssuer {
         &self.secret
     }
 
+    /// Answers a token request whose query string is `query` (`user=U&room=R`): the
+    /// status code and body, JSON `{token, session_id}` on success. Shared by the admin
+    /// listener's `/token` and the demo page's `/dev/token`.
+    pub(crate) fn answer(&self, query: &str) -> (u16, String) {
+        let value = |key| crate::calls::query_value(query, key);
+        let (Some(user), Some(room)) = (value("user"), value("room")) else {
+            return (400, "user and room required\n".into());
+        };
+        if !valid_id(user) || !valid_id(room) {
+            return (400, "bad user or room\n".into());
+        }
+        match self.issue(user, room) {
+            Some(t) => (
+                200,
+                serde_json::json!({"token": t.token, "session_id": t.session_id}).to_string(),
+            ),
+            None => (500, String::new()),
+        }
+    }
+
     /// A token for `user` to join `room`, valid for [`DEV_TOKEN_LIFETIME`].
     pub fn issue(&self, user: &str, room: &str) -> Option<DevToken> {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
@@ -141,7 +161,7 @@ fn query<'a>(target: &'a str, key: &str) -> Option<&'a str> {
     crate::calls::query_value(q, key)
 }
 
-pub(crate) fn valid_id(s: &str) -> bool {
+fn valid_id(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
@@ -164,19 +184,10 @@ async fn route(
             metrics.encode(),
         ),
         ("GET", "/token", Some(dev)) => {
-            let (Some(user), Some(room)) = (query(target, "user"), query(target, "room")) else {
-                return ("400 Bad Request", TEXT, "user and room required\n".into());
-            };
-            if !valid_id(user) || !valid_id(room) {
-                return ("400 Bad Request", TEXT, "bad user or room\n".into());
-            }
-            match dev.issue(user, room) {
-                Some(t) => (
-                    "200 OK",
-                    "application/json",
-                    serde_json::json!({"token": t.token, "session_id": t.session_id}).to_string(),
-                ),
-                None => ("500 Internal Server Error", TEXT, String::new()),
+            match dev.answer(target.split_once('?').map_or("", |(_, q)| q)) {
+                (200, body) => ("200 OK", "application/json", body),
+                (400, body) => ("400 Bad Request", TEXT, body),
+                (_, body) => ("500 Internal Server Error", TEXT, body),
             }
         }
         ("POST", "/revoke", Some(_)) => {

@@ -11,7 +11,7 @@ use callsec_signaling::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::admin::{DevIssuer, valid_id};
+use crate::admin::DevIssuer;
 use crate::worker::Command;
 
 /// The demo page's files, compiled in: (path, content type, body).
@@ -60,22 +60,16 @@ impl Calls {
                 &b"development tokens are for loopback clients only\n"[..],
             ));
         }
-        let query = request.query.as_deref().unwrap_or("");
-        let (Some(user), Some(room)) = (query_value(query, "user"), query_value(query, "room"))
-        else {
-            return Some(HttpResponse::text(400, &b"user and room required\n"[..]));
+        let (status, body) = dev.answer(request.query.as_deref().unwrap_or(""));
+        let content_type = if status == 200 {
+            "application/json"
+        } else {
+            "text/plain; charset=utf-8"
         };
-        if !valid_id(user) || !valid_id(room) {
-            return Some(HttpResponse::text(400, &b"bad user or room\n"[..]));
-        }
-        Some(match dev.issue(user, room) {
-            Some(t) => HttpResponse::ok(
-                "application/json",
-                serde_json::json!({"token": t.token, "session_id": t.session_id})
-                    .to_string()
-                    .into_bytes(),
-            ),
-            None => HttpResponse::text(500, &b""[..]),
+        Some(HttpResponse {
+            status,
+            content_type,
+            body: body.into_bytes().into(),
         })
     }
 
