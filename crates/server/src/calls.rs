@@ -5,6 +5,7 @@
 
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::Arc;
+use std::time::Duration;
 
 use callsec_signaling::{
     CallHandler, CloseReason, HttpGet, HttpResponse, Peer, Reply, Request, Sdp,
@@ -150,6 +151,22 @@ impl CallHandler for Calls {
             // not needed. Mutes and screen-share notices are signaling's room events.
             _ => Reply::Accept,
         }
+    }
+
+    async fn media_alive(&self, peer: &Peer, within: Duration) -> bool {
+        let Some(room) = &peer.room else {
+            return false;
+        };
+        let (reply, rx) = oneshot::channel();
+        self.send(
+            room,
+            Command::MediaAlive {
+                conn: peer.connection.0,
+                within,
+                reply,
+            },
+        );
+        rx.await.unwrap_or(false)
     }
 
     async fn http_get(&self, request: &HttpGet) -> Option<HttpResponse> {

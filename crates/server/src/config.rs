@@ -13,41 +13,69 @@ use serde::Deserialize;
 
 use crate::admin::DevIssuer;
 
-/// An SRTP protection profile by name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SrtpProfileName {
-    /// AEAD_AES_128_GCM (RFC 7714).
-    AeadAes128Gcm,
-    /// AES128_CM_HMAC_SHA1_80 (RFC 3711).
-    Aes128CmHmacSha1_80,
+/// An SRTP protection profile by any of its names (see [`crate::names`]): the registered
+/// `SRTP_AEAD_AES_128_GCM`, `AEAD_AES_128_GCM`, `aead-aes-128-gcm`, `aead-aes128-gcm`;
+/// `SRTP_AES128_CM_HMAC_SHA1_80`, `aes128-cm-hmac-sha1-80`, in any case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct SrtpProfileName(pub ProtectionProfile);
+
+impl std::str::FromStr for SrtpProfileName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::names::srtp_profile(s).map(Self).ok_or_else(|| {
+            format!(
+                "{s:?} is not an SRTP profile callsec implements ({}, {})",
+                ProtectionProfile::AeadAes128Gcm,
+                ProtectionProfile::Aes128CmHmacSha1_80
+            )
+        })
+    }
+}
+
+impl TryFrom<String> for SrtpProfileName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
 }
 
 impl From<SrtpProfileName> for ProtectionProfile {
     fn from(p: SrtpProfileName) -> Self {
-        match p {
-            SrtpProfileName::AeadAes128Gcm => ProtectionProfile::AeadAes128Gcm,
-            SrtpProfileName::Aes128CmHmacSha1_80 => ProtectionProfile::Aes128CmHmacSha1_80,
-        }
+        p.0
     }
 }
 
-/// A DTLS cipher suite by short name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DtlsSuiteName {
-    /// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256.
-    EcdheEcdsaAes128Gcm,
-    /// TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA.
-    EcdheEcdsaAes256Cbc,
+/// A DTLS cipher suite by any of its names (see [`crate::names`]): IANA's
+/// `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`, OpenSSL's `ECDHE-ECDSA-AES128-GCM-SHA256`, or
+/// the short `ecdhe-ecdsa-aes128-gcm`; likewise for `..._AES_256_CBC_SHA`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct DtlsSuiteName(pub CipherSuite);
+
+impl std::str::FromStr for DtlsSuiteName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::names::dtls_suite(s).map(Self).ok_or_else(|| {
+            format!(
+                "{s:?} is not a DTLS cipher suite callsec implements ({}, {})",
+                CipherSuite::EcdheEcdsaAes128GcmSha256.name(),
+                CipherSuite::EcdheEcdsaAes256CbcSha.name()
+            )
+        })
+    }
+}
+
+impl TryFrom<String> for DtlsSuiteName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
 }
 
 impl From<DtlsSuiteName> for CipherSuite {
     fn from(s: DtlsSuiteName) -> Self {
-        match s {
-            DtlsSuiteName::EcdheEcdsaAes128Gcm => CipherSuite::EcdheEcdsaAes128GcmSha256,
-            DtlsSuiteName::EcdheEcdsaAes256Cbc => CipherSuite::EcdheEcdsaAes256CbcSha,
-        }
+        s.0
     }
 }
 
@@ -87,12 +115,14 @@ pub struct ServeArgs {
     /// Media workers (threads, each with its own socket and rooms). Default: one per core.
     #[arg(long, env = "CALLSEC_WORKERS")]
     pub workers: Option<usize>,
-    /// SRTP profiles in preference order, comma-separated. Default
+    /// SRTP profiles in preference order, comma-separated, by any usual name (IANA's
+    /// SRTP_AEAD_AES_128_GCM, or aead-aes-128-gcm; any case, - or _). Default
     /// aead-aes-128-gcm,aes128-cm-hmac-sha1-80.
     #[arg(long, env = "CALLSEC_SRTP_PROFILES", value_delimiter = ',')]
     pub srtp_profiles: Option<Vec<SrtpProfileName>>,
-    /// DTLS cipher suites in preference order, comma-separated. Default
-    /// ecdhe-ecdsa-aes128-gcm,ecdhe-ecdsa-aes256-cbc.
+    /// DTLS cipher suites in preference order, comma-separated, by IANA, OpenSSL or short
+    /// name (TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, ECDHE-ECDSA-AES128-GCM-SHA256,
+    /// ecdhe-ecdsa-aes128-gcm). Default ecdhe-ecdsa-aes128-gcm,ecdhe-ecdsa-aes256-cbc.
     #[arg(long, env = "CALLSEC_DTLS_SUITES", value_delimiter = ',')]
     pub dtls_suites: Option<Vec<DtlsSuiteName>>,
     /// Participants per room. Default 16.
@@ -108,6 +138,11 @@ pub struct ServeArgs {
     /// Seconds a participant has to complete ICE and DTLS before it is dropped. Default 30.
     #[arg(long, env = "CALLSEC_CONNECT_TIMEOUT")]
     pub connect_timeout: Option<u64>,
+    /// Seconds a signaling connection may stay silent (no message, no answer to the
+    /// server's WebSocket pings, sent every third of this) while its media is not alive
+    /// either, before it is closed with 4015. Default 60.
+    #[arg(long, env = "CALLSEC_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<u64>,
     /// Admin listener: /metrics (Prometheus), and with the development issuer /token and
     /// /revoke. Keep it on loopback. Default 127.0.0.1:9464.
     #[arg(long, env = "CALLSEC_ADMIN")]
@@ -165,6 +200,11 @@ pub struct Settings {
     pub max_bitrate: u64,
     /// ICE+DTLS deadline.
     pub connect_timeout: Duration,
+    /// Signaling idle timeout.
+    pub idle_timeout: Duration,
+    /// The server's WebSocket ping interval: a third of the idle timeout (no flag of its
+    /// own; tests set it apart).
+    pub ping_interval: Duration,
     /// Admin listener.
     pub admin: SocketAddr,
     /// Production token secret.
@@ -205,6 +245,8 @@ fn unreachable_defaults() -> Settings {
         max_participants_per_worker: 1000,
         max_bitrate: 2_500_000,
         connect_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(60),
+        ping_interval: Duration::from_secs(20),
         admin: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 9464),
         token_secret: None,
         audience: "callsec".into(),
@@ -244,6 +286,7 @@ impl Settings {
         let dtls_suites: Vec<CipherSuite> = pick!(dtls_suites)
             .map(|v| v.into_iter().map(Into::into).collect())
             .unwrap_or(d.dtls_suites);
+        let idle_timeout = pick!(idle_timeout).map_or(d.idle_timeout, Duration::from_secs);
         let token_secret = pick!(token_secret).map(String::into_bytes);
         if token_secret.as_ref().is_some_and(|s| s.len() < 32) {
             return Err("token-secret must be at least 32 bytes".into());
@@ -261,6 +304,8 @@ impl Settings {
                 .unwrap_or(d.max_participants_per_worker),
             max_bitrate: pick!(max_bitrate).unwrap_or(d.max_bitrate),
             connect_timeout: pick!(connect_timeout).map_or(d.connect_timeout, Duration::from_secs),
+            idle_timeout,
+            ping_interval: idle_timeout / 3,
             admin: pick!(admin).unwrap_or(d.admin),
             token_secret,
             audience: pick!(audience).unwrap_or(d.audience),
@@ -293,6 +338,7 @@ impl Settings {
             ),
             (self.max_bitrate < 100_000, "max-bitrate below 100 kbit/s"),
             (self.connect_timeout.is_zero(), "connect-timeout is 0"),
+            (self.idle_timeout.is_zero(), "idle-timeout is 0"),
             (
                 self.tls_cert.is_some() != self.tls_key.is_some(),
                 "tls-cert and tls-key go together",
@@ -325,6 +371,98 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::{CommandFactory as _, Parser};
+
+    /// `callsec serve`'s flags alone.
+    #[derive(Parser, Debug)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    /// Every `Default <value>` that `--help` prints is accepted by its flag and resolves to
+    /// the settings that no flag gives: help never advertises a value the CLI refuses or
+    /// a default it does not use. (Prose defaults, `Default: one per core`, are skipped.)
+    #[test]
+    fn every_default_help_prints_parses_back_to_the_default() {
+        let defaults = format!("{:?}", Settings::resolve(ServeArgs::default()).unwrap());
+        let cmd = Serve::command();
+        let mut checked = Vec::new();
+        for arg in cmd.get_arguments() {
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            let Some((_, rest)) = help.split_once("Default ") else {
+                continue;
+            };
+            let value = rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches(['.', ';', ','])
+                .trim_matches('"');
+            let long = arg.get_long().unwrap();
+            let parsed = Serve::try_parse_from(["serve", &format!("--{long}"), value])
+                .unwrap_or_else(|e| panic!("help says --{long} defaults to {value}: {e}"));
+            let s = Settings::resolve(parsed.args).unwrap();
+            assert_eq!(format!("{s:?}"), defaults, "--{long} {value}");
+            checked.push(long);
+        }
+        for flag in [
+            "srtp-profiles",
+            "dtls-suites",
+            "signaling",
+            "idle-timeout",
+            "log",
+        ] {
+            assert!(checked.contains(&flag), "{flag} not checked: {checked:?}");
+        }
+    }
+
+    #[test]
+    fn profiles_and_suites_by_any_usual_name() {
+        for spelling in [
+            "SRTP_AEAD_AES_128_GCM,SRTP_AES128_CM_HMAC_SHA1_80",
+            "AEAD_AES_128_GCM,AES_CM_128_HMAC_SHA1_80",
+            "aead-aes128-gcm,aes128-cm-hmac-sha1-80",
+        ] {
+            let s = Serve::try_parse_from(["serve", "--srtp-profiles", spelling]).unwrap();
+            let s = Settings::resolve(s.args).unwrap();
+            assert_eq!(s.srtp_profiles, ProtectionProfile::ALL, "{spelling}");
+        }
+        let s = Serve::try_parse_from([
+            "serve",
+            "--dtls-suites",
+            "ECDHE-ECDSA-AES256-SHA,TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        ])
+        .unwrap();
+        let s = Settings::resolve(s.args).unwrap();
+        assert_eq!(
+            s.dtls_suites,
+            [
+                CipherSuite::EcdheEcdsaAes256CbcSha,
+                CipherSuite::EcdheEcdsaAes128GcmSha256
+            ]
+        );
+        let refused = Serve::try_parse_from(["serve", "--srtp-profiles", "AEAD_AES_256_GCM"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("not an SRTP profile callsec implements"),
+            "{refused}"
+        );
+        let refused =
+            Serve::try_parse_from(["serve", "--dtls-suites", "TLS_RSA_WITH_AES_128_CBC_SHA"])
+                .unwrap_err()
+                .to_string();
+        assert!(refused.contains("not a DTLS cipher suite"), "{refused}");
+        // The TOML file reads the same names.
+        let file: ServeArgs =
+            toml::from_str("srtp-profiles = [\"SRTP_AEAD_AES_128_GCM\"]\n").unwrap();
+        assert_eq!(
+            file.srtp_profiles,
+            Some(vec![SrtpProfileName(ProtectionProfile::AeadAes128Gcm)])
+        );
+        assert!(toml::from_str::<ServeArgs>("dtls-suites = [\"rc4\"]\n").is_err());
+    }
 
     #[test]
     fn defaults_file_then_flags() {

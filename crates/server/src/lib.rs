@@ -16,6 +16,7 @@ pub mod admin;
 pub mod calls;
 pub mod config;
 pub mod metrics;
+pub mod names;
 pub mod sfu;
 pub mod sim;
 pub mod worker;
@@ -176,6 +177,8 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     };
     config.allowed_origins = settings.allowed_origins.clone();
     config.limits.max_participants_per_room = settings.max_room_size;
+    config.limits.idle_timeout = settings.idle_timeout;
+    config.limits.ping_interval = settings.ping_interval;
     let calls = Calls::new(workers.iter().map(Worker::sender).collect(), dev.clone());
     let signaling = callsec_signaling::Server::start(config, calls)
         .await

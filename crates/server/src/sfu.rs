@@ -256,6 +256,9 @@ struct Participant {
     /// The last REMB sent for this participant's video (bit/s; 0 before the first).
     remb: u64,
     ufrag: String,
+    /// When the last authenticated SRTP or SRTCP packet arrived: the media liveness that
+    /// keeps a quiet signaling connection open ([`Sfu::media_alive`]).
+    heard: Option<Instant>,
 }
 
 struct Room {
@@ -392,6 +395,7 @@ impl Sfu {
                 next_report: now + REPORT_INTERVAL,
                 remb: 0,
                 ufrag,
+                heard: None,
             },
         );
         self.metrics.participants.inc();
@@ -643,6 +647,18 @@ impl Sfu {
         }
     }
 
+    /// Whether `conn`'s media is alive at `now`: its SRTP keys are in place and an
+    /// authenticated SRTP or SRTCP packet arrived within `within`. Signaling asks this
+    /// before closing a quiet connection, so a call whose media flows is never cut for
+    /// signaling silence; a spoofer cannot fake it (it needs the participant's SRTP keys).
+    pub fn media_alive(&self, now: Instant, conn: ConnId, within: Duration) -> bool {
+        self.participants.get(&conn).is_some_and(|p| {
+            p.rtc.is_connected()
+                && p.heard
+                    .is_some_and(|t| now.saturating_duration_since(t) <= within)
+        })
+    }
+
     /// Handles one datagram on the worker's socket.
     pub fn handle_datagram(
         &mut self,
@@ -676,6 +692,9 @@ impl Sfu {
         };
         let was_started = p.rtc.handshake_started();
         let result = p.rtc.handle_datagram(now, from, buf);
+        if let Ok(Received::Rtp(_) | Received::Rtcp(_)) = result {
+            p.heard = Some(now);
+        }
         if !was_started && p.rtc.handshake_started() {
             self.metrics.handshakes_started.inc();
         }

@@ -53,6 +53,15 @@ pub enum Command {
         /// The result.
         reply: oneshot::Sender<Result<(), SfuError>>,
     },
+    /// Whether the participant's media is alive ([`Sfu::media_alive`]).
+    MediaAlive {
+        /// The participant.
+        conn: ConnId,
+        /// How recent its last authenticated media must be.
+        within: std::time::Duration,
+        /// The answer.
+        reply: oneshot::Sender<bool>,
+    },
     /// The participant left or disconnected.
     Leave {
         /// The participant.
@@ -230,6 +239,9 @@ async fn run(
                     }
                     Some(Command::Answer { conn, sdp, reply }) => {
                         let _ = reply.send(sfu.answer(now, conn, &sdp));
+                    }
+                    Some(Command::MediaAlive { conn, within, reply }) => {
+                        let _ = reply.send(sfu.media_alive(now, conn, within));
                     }
                     Some(Command::Leave { conn }) => sfu.leave(now, conn, &mut out),
                     Some(Command::Shutdown) | None => {

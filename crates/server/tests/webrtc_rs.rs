@@ -34,12 +34,26 @@ const SECS: Duration = Duration::from_secs(1);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webrtc_rs_participant_exchanges_media_both_ways() {
     for profile in ProtectionProfile::ALL {
-        run(profile).await;
+        run(profile, None).await;
     }
 }
 
-async fn run(profile: ProtectionProfile) {
-    let running = server(&[profile], &CipherSuite::ALL, |_| {}).await;
+/// A call of six idle timeouts (1 s here) in which nobody sends an app message: the server's
+/// WebSocket pings (answered by tungstenite under our signaling client) and webrtc-rs's
+/// SRTP keep it open, and media flows to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webrtc_rs_call_outlives_the_signaling_idle_timeout() {
+    run(ProtectionProfile::AeadAes128Gcm, Some(SECS)).await;
+}
+
+async fn run(profile: ProtectionProfile, idle: Option<Duration>) {
+    let running = server(&[profile], &CipherSuite::ALL, |s| {
+        if let Some(idle) = idle {
+            s.idle_timeout = idle;
+            s.ping_interval = idle / 3;
+        }
+    })
+    .await;
     let ours = Participant::join(
         &running,
         "alice",
@@ -221,6 +235,28 @@ async fn run(profile: ProtectionProfile) {
         pc.connection_state(),
         running.metrics.encode()
     );
+    if let Some(idle) = idle {
+        let start = std::time::Instant::now();
+        while start.elapsed() < 6 * idle {
+            let before = (
+                received.load(Ordering::Relaxed),
+                ours.received(their_ssrcs[0]),
+            );
+            tokio::time::sleep(idle / 2).await;
+            let after = (
+                received.load(Ordering::Relaxed),
+                ours.received(their_ssrcs[0]),
+            );
+            assert!(
+                after.0 > before.0 && after.1 > before.1,
+                "media stopped after {:?}: {before:?} -> {after:?}",
+                start.elapsed()
+            );
+            assert!(!signaling.is_finished(), "webrtc-rs's signaling closed");
+            assert_eq!(ours.state.lock().unwrap().closed, None, "alice closed");
+        }
+        assert_eq!(common::metric(&running, "participants"), 2.0);
+    }
     assert_eq!(ours.seen(|s| s.corrupt), 0);
     assert_eq!(corrupt.load(Ordering::Relaxed), 0);
     writer.abort();

@@ -142,6 +142,8 @@ pub struct Client {
     ws: WebSocketStream<Pin<Box<dyn Io>>>,
     next_id: u64,
     buffered: VecDeque<ServerEnvelope>,
+    /// The request id of a first-message `auth`, which `authenticated` must echo.
+    auth_request: Option<u64>,
 }
 
 impl std::fmt::Debug for Client {
@@ -209,16 +211,15 @@ impl Client {
             ws,
             next_id: 1,
             buffered: VecDeque::new(),
+            auth_request: None,
         };
         if let (Some(token), TokenPlacement::FirstMessage) = (&config.token, config.placement) {
-            client
-                .send_envelope(&ClientEnvelope::new(
-                    None,
-                    ClientMessage::Auth {
-                        token: Token(token.clone()),
-                    },
-                ))
+            let id = client
+                .send(ClientMessage::Auth {
+                    token: Token(token.clone()),
+                })
                 .await?;
+            client.auth_request = Some(id);
         }
         Ok(client)
     }
@@ -234,6 +235,12 @@ impl Client {
             Incoming::Message(env)
                 if matches!(env.message, ServerMessage::Authenticated { .. }) =>
             {
+                if env.id != client.auth_request {
+                    return Err(ClientError::Protocol(format!(
+                        "authenticated echoes request id {:?}, not {:?}",
+                        env.id, client.auth_request
+                    )));
+                }
                 Ok((client, env.message))
             }
             Incoming::Message(env) => Err(ClientError::Protocol(format!(

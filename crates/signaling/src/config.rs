@@ -66,8 +66,14 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// Time allowed for the `auth` message when no `Authorization` header was sent.
     pub auth_timeout: Duration,
-    /// A connection that sends no message for this long is closed.
+    /// A connection that sends nothing for this long (no message, no WebSocket ping or
+    /// pong) is closed with 4015 `idle timeout`, unless the calls server says its media is
+    /// alive ([`crate::CallHandler::media_alive`]).
     pub idle_timeout: Duration,
+    /// The server sends a WebSocket ping after this long without one; the peer's pong (any
+    /// WebSocket client library sends it by itself, browsers included) counts as activity,
+    /// so a client that reads its socket is never idle. Keep it well below `idle_timeout`.
+    pub ping_interval: Duration,
     /// A connection is closed this long after it authenticated, whatever it does.
     pub max_session_length: Duration,
     /// Participants (connections) in one room.
@@ -120,6 +126,7 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(5),
             auth_timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(60),
+            ping_interval: Duration::from_secs(20),
             max_session_length: Duration::from_secs(12 * 3600),
             max_participants_per_room: 64,
             close_at_token_expiry: false,

@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::close::CloseReason;
 use crate::protocol::{IceCandidate, Sdp, Track};
@@ -148,6 +149,18 @@ pub trait CallHandler: Send + Sync + 'static {
     fn disconnected(&self, peer: &Peer, reason: CloseReason) -> impl Future<Output = ()> + Send {
         let _ = (peer, reason);
         async {}
+    }
+
+    /// Whether the peer's media shows it is still there, asked when its connection has
+    /// been silent (no message, no WebSocket ping or pong) for `Limits::idle_timeout`:
+    /// `true` keeps the connection open for another `idle_timeout`, `false` closes it with
+    /// 4015 `idle timeout`. A calls server answers from its transport, e.g. "DTLS is up and
+    /// an authenticated packet arrived within `within`" (`within` is the idle timeout), so
+    /// that a call whose signaling is quiet but whose media flows is never cut. The
+    /// default, for servers without media, is `false`: silence closes.
+    fn media_alive(&self, peer: &Peer, within: Duration) -> impl Future<Output = bool> + Send {
+        let _ = (peer, within);
+        async { false }
     }
 
     /// Answers a plain HTTP `GET`/`HEAD` on the signaling address (one that does not ask

@@ -16,6 +16,23 @@
 //! `answer`, `candidate`, `ack`, `pong`, `participant_joined`, `participant_left`,
 //! `participant_muted`, `participant_screen_share`, `session_revoked`, `error`.
 //!
+//! Every reply echoes its request's `id`, the `authenticated` reply to a first-message
+//! `auth` included.
+//!
+//! # Liveness: what keeps a connection open
+//! A client never has to send anything to stay connected during a call:
+//! - the server sends a WebSocket ping after `Limits::ping_interval` (20 s by default) of
+//!   its own silence; the client's WebSocket library answers with a pong (RFC 6455 §5.5.2
+//!   makes that automatic: browsers and every mainstream library do it), and any frame the
+//!   client sends, pongs, its own pings and messages, counts as activity;
+//! - when nothing at all came for `Limits::idle_timeout` (60 s by default), the calls
+//!   server is asked whether the client's media is alive (`callsec serve`: DTLS up and an
+//!   authenticated ICE check, SRTP or SRTCP packet within that time); if so the connection
+//!   stays open;
+//! - otherwise it is closed with code 4015 `idle timeout`: the client stopped reading its
+//!   socket and its media stopped too. The app-level `ping` (answered `pong`) also counts,
+//!   for clients that want a round trip of their own.
+//!
 //! Decoding is strict about the envelope (version, type, field types, sizes) and reports
 //! each failure as an [`ErrorCode`] that the server sends back in an `error` message.
 

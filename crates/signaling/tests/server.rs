@@ -590,6 +590,47 @@ async fn auth_timeout_idle_timeout_and_session_length_fire() -> Result {
     Ok(())
 }
 
+/// Liveness without app messages: the client's own WebSocket pings count, and so do its
+/// pongs to the server's pings (sent every `ping_interval`; tungstenite answers them while
+/// the client reads); a client that does neither is closed with 4015.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_pings_and_pongs_count_as_activity() -> Result {
+    let mut h = Harness::with(|c| {
+        c.limits.idle_timeout = Duration::from_millis(500);
+        c.limits.ping_interval = Duration::from_millis(150);
+    })
+    .await;
+    let mut pinger = h.connect(token("alice", "s1")).await;
+    let mut reader = h.connect(token("bob", "s2")).await;
+    let deaf = h.connect(token("carol", "s3")).await;
+    let start = Instant::now();
+    let reading = async {
+        // Bob reads for 2 s and gets no message: pings are answered under the hood.
+        timeout(Duration::from_secs(2), reader.recv())
+            .await
+            .is_err()
+    };
+    let pinging = async {
+        while start.elapsed() < Duration::from_secs(2) {
+            pinger.send_ping().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    };
+    let (read_nothing, ()) = tokio::join!(reading, pinging);
+    assert!(read_nothing);
+    for c in [&mut pinger, &mut reader] {
+        assert_eq!(c.request(ClientMessage::Ping).await?, ServerMessage::Pong);
+    }
+    // Carol neither read nor pinged: closed as idle (her close frame waits unread).
+    let (peer, reason) = h.next_disconnect().await;
+    assert_eq!(
+        (peer.user_id.as_str(), reason),
+        ("carol", CloseReason::IdleTimeout)
+    );
+    drop(deaf);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timers_set_to_duration_max_are_off_not_a_panic() -> Result {
     let h = Harness::with(|c| {

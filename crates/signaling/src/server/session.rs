@@ -21,18 +21,20 @@ pub(super) async fn drain(ws: &mut Ws) {
 }
 
 pub(super) async fn send(ws: &mut Ws, text: Utf8Bytes) -> bool {
-    matches!(
-        timeout(WRITE_TIMEOUT, ws.send(Message::Text(text))).await,
-        Ok(Ok(()))
-    )
+    send_frame(ws, Message::Text(text)).await
 }
 
-/// Reads the first message, which must be `auth`: its token, or why the connection is
+pub(super) async fn send_frame(ws: &mut Ws, frame: Message) -> bool {
+    matches!(timeout(WRITE_TIMEOUT, ws.send(frame)).await, Ok(Ok(())))
+}
+
+/// Reads the first message, which must be `auth`: its token and request id (echoed in the
+/// `authenticated` reply, as every reply echoes its request's), or why the connection is
 /// refused (invalid UTF-8, in a text or a binary frame, is 1007 as RFC 6455 §8.1 says).
 pub(super) async fn auth_message(
     ws: &mut Ws,
     limits: &DecodeLimits,
-) -> Result<String, CloseReason> {
+) -> Result<(String, Option<u64>), CloseReason> {
     let missing = CloseReason::Auth(TokenError::Missing);
     loop {
         let decoded = match ws.next().await {
@@ -48,8 +50,9 @@ pub(super) async fn auth_message(
             Some(Err(WsError::Capacity(_))) => return Err(CloseReason::MessageTooBig),
             None | Some(Ok(Message::Close(_)) | Err(_)) => return Err(missing),
         };
-        return match decoded.map_err(|_| missing)?.message {
-            ClientMessage::Auth { token } => Ok(token.0),
+        let env = decoded.map_err(|_| missing)?;
+        return match env.message {
+            ClientMessage::Auth { token } => Ok((token.0, env.id)),
             _ => Err(missing),
         };
     }
@@ -63,8 +66,8 @@ pub(super) async fn session<H: CallHandler>(
     bearer: Option<String>,
 ) {
     let limits = &shared.limits;
-    let (token, method) = match bearer {
-        Some(t) => (t, "header"),
+    let (token, request, method) = match bearer {
+        Some(t) => (t, None, "header"),
         None => {
             let mut shutdown = shared.shutdown.subscribe();
             let first = timeout(limits.auth_timeout, auth_message(&mut ws, &shared.decode));
@@ -76,7 +79,7 @@ pub(super) async fn session<H: CallHandler>(
                 }
             };
             match first {
-                Ok(Ok(t)) => (t, "message"),
+                Ok(Ok((t, request))) => (t, request, "message"),
                 Ok(Err(reason)) => return refuse_auth(ws, remote, reason).await,
                 Err(_) => return refuse_auth(ws, remote, CloseReason::AuthTimeout).await,
             }
@@ -139,7 +142,7 @@ pub(super) async fn session<H: CallHandler>(
         shared: Arc::clone(&shared),
     };
     let welcome = ServerEnvelope::new(
-        None,
+        request,
         ServerMessage::Authenticated {
             user_id: conn.peer.user_id.clone(),
             session_id: conn.peer.session_id.clone(),
@@ -228,24 +231,36 @@ pub(super) enum Step {
     Reply(ServerEnvelope),
     /// A server-initiated message from the outbound queue, already encoded.
     Queued(Utf8Bytes),
+    /// Time for the server's WebSocket ping.
+    Ping,
+    /// Nothing heard for the idle timeout: close unless the peer's media is alive.
+    Idle,
     Close(CloseReason),
 }
 
 impl Connection {
+    /// The connection's loop. Liveness (documented for client authors in `protocol.rs`):
+    /// every frame the peer sends counts (messages, and WebSocket pings and pongs); the
+    /// server pings after `ping_interval` of its own silence, so a client whose WebSocket
+    /// library answers pings (all do, browsers included) is never idle; and when nothing
+    /// came for `idle_timeout`, the calls server is asked whether the peer's media is
+    /// alive before the connection is closed with 4015.
     pub(super) async fn run<H: CallHandler>(&mut self, ws: &mut Ws, handler: &H) -> CloseReason {
         let limits = self.shared.limits.clone();
         let session_end = sleep_until(after(limits.max_session_length));
         let idle = sleep_until(after(limits.idle_timeout));
-        tokio::pin!(session_end, idle);
+        let ping = sleep_until(after(limits.ping_interval));
+        tokio::pin!(session_end, idle, ping);
         let outbox = Arc::clone(&self.outbox);
         loop {
             let step = tokio::select! {
                 biased;
                 reason = killed(&mut self.kill) => Step::Close(reason),
                 () = &mut session_end => Step::Close(CloseReason::SessionExpired),
-                () = &mut idle => Step::Close(CloseReason::IdleTimeout),
+                () = &mut idle => Step::Idle,
                 () = &mut self.token_end => Step::Close(CloseReason::Auth(TokenError::Expired)),
                 text = outbox.next() => Step::Queued(text),
+                () = &mut ping => Step::Ping,
                 incoming = ws.next() => {
                     match incoming {
                         None => Step::Close(CloseReason::PeerClosed),
@@ -253,8 +268,10 @@ impl Connection {
                         Some(Err(WsError::Utf8(_))) => Step::Close(CloseReason::InvalidUtf8),
                         Some(Err(_)) | Some(Ok(Message::Close(_))) => Step::Close(CloseReason::PeerClosed),
                         // Control frames cost a read and (pings) a write too: rate-limited
-                        // like messages, but they do not count as activity.
+                        // like messages. They show the peer is there: a pong answers the
+                        // server's ping, a ping is the peer's own keep-alive.
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                            idle.as_mut().reset(after(limits.idle_timeout));
                             if self.bucket.try_take(Instant::now()) { Step::Continue } else { self.rate_limited() }
                         }
                         // Only ever produced when sending.
@@ -270,17 +287,41 @@ impl Connection {
                     }
                 }
             };
-            let text = match step {
+            let frame = match step {
                 Step::Continue => continue,
-                Step::Reply(env) => env.encode().into(),
-                Step::Queued(text) => text,
+                Step::Idle => {
+                    let alive = contain(timeout(
+                        limits.handler_timeout,
+                        handler.media_alive(&self.peer, limits.idle_timeout),
+                    ))
+                    .await;
+                    if alive == Some(Ok(true)) {
+                        debug!(
+                            conn = self.peer.connection.0,
+                            "signaling quiet, media alive"
+                        );
+                        idle.as_mut().reset(after(limits.idle_timeout));
+                        continue;
+                    }
+                    return CloseReason::IdleTimeout;
+                }
+                Step::Ping => {
+                    ping.as_mut().reset(after(limits.ping_interval));
+                    Message::Ping(Default::default())
+                }
+                Step::Reply(env) => Message::Text(env.encode().into()),
+                Step::Queued(text) => Message::Text(text),
                 Step::Close(reason) => return reason,
             };
+            let counts_as_read = !matches!(frame, Message::Ping(_));
             // A peer that stops reading must not delay a revocation.
             tokio::select! {
-                sent = send(ws, text) => if sent {
-                    // Any write that completes shows the peer is reading.
-                    self.outbox.written(Instant::now());
+                sent = send_frame(ws, frame) => if sent {
+                    // Any message written shows the peer is reading (a ping is too small
+                    // to tell).
+                    if counts_as_read {
+                        self.outbox.written(Instant::now());
+                    }
                 } else {
                     return CloseReason::SlowConsumer;
                 },
