@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 use callsec_dtls::CipherSuite;
 use callsec_rtc::sdp::Kind;
 use callsec_server::Running;
-use callsec_signaling::{Client, ClientConfig, ClientMessage, ClientTls, Incoming};
+use callsec_signaling::{Client, ClientMessage, Incoming};
 use callsec_srtp::ProtectionProfile;
-use common::{Participant, metric, server, wait_until};
-use rustls_pki_types::CertificateDer;
+use common::{Participant, joined_client, metric, server, wait_until};
 
 const IDLE: Duration = Duration::from_secs(1);
 /// Longer than any test here: the server never pings.
@@ -39,22 +38,6 @@ fn flowing(a: &Participant, b: &Participant, recent: Duration) -> bool {
 
 fn closed(p: &Participant) -> Option<String> {
     p.state.lock().unwrap().closed.clone()
-}
-
-/// A signaling client that joins `room` and then never reads: it answers no ping.
-async fn joined_client(running: &Running, name: &str, room: &str) -> Client {
-    let token = running.dev.as_ref().unwrap().issue(name, room).unwrap();
-    let cert = CertificateDer::from(running.signaling_certificate().unwrap());
-    let config = ClientConfig::new(
-        running.signaling_addr,
-        ClientTls::Trust(vec![cert]),
-        Some(token.token),
-    );
-    let (mut sig, _) = Client::connect(&config).await.unwrap();
-    sig.request(ClientMessage::Join { room: room.into() })
-        .await
-        .unwrap();
-    sig
 }
 
 /// Reads until the server closes; returns the close code and reason.
@@ -111,8 +94,9 @@ async fn media_keeps_a_quiet_call_open_and_silence_closes_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pongs_keep_signaling_open_and_a_client_that_stops_reading_is_closed() {
     let running = short_idle(IDLE / 3).await;
+    // Dave joins and then never reads: he answers no ping.
     let mut reader = joined_client(&running, "carol", "quiet").await;
-    let mut deaf = joined_client(&running, "dave", "deaf").await;
+    let deaf = joined_client(&running, "dave", "deaf").await;
     let start = Instant::now();
     // Carol reads (and so answers pings) for six idle timeouts; no message comes.
     let read = tokio::time::timeout(6 * IDLE, reader.recv()).await;
