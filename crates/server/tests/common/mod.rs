@@ -426,8 +426,8 @@ pub fn sender_report(ssrc: u32) -> Vec<u8> {
     b[..n].to_vec()
 }
 
-/// Joins and offers through signaling only: no ICE, no DTLS, ever.
-pub async fn offer_only(running: &Running, name: &str, room: &str, ssrc: u32) -> Client {
+/// A signaling client of `name`, joined to `room`.
+pub async fn signaling(running: &Running, name: &str, room: &str) -> Client {
     let token = running.dev.as_ref().unwrap().issue(name, room).unwrap();
     let cert = CertificateDer::from(running.signaling_certificate().unwrap());
     let config = ClientConfig::new(
@@ -439,6 +439,12 @@ pub async fn offer_only(running: &Running, name: &str, room: &str, ssrc: u32) ->
     sig.request(ClientMessage::Join { room: room.into() })
         .await
         .unwrap();
+    sig
+}
+
+/// Joins and offers through signaling only: no ICE, no DTLS, ever.
+pub async fn offer_only(running: &Running, name: &str, room: &str, ssrc: u32) -> Client {
+    let mut sig = signaling(running, name, room).await;
     let mut rng = ChaCha20Rng::seed_from_u64(99);
     let dtls = Arc::new(callsec_dtls::Config::new(Certificate::generate(&mut rng)));
     let mut media = MediaClient::new(dtls, [9; 32]);
