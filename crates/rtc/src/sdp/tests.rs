@@ -1,4 +1,3 @@
-
 use std::io::Cursor;
 
 use sdp::description::session::SessionDescription;
@@ -517,5 +516,19 @@ a=rtpmap:111 opus/48000/2\r\na=rtpmap:96 red/48000/2\r\na=rtpmap:97 CN/48000\r\n
             .iter()
             .filter_map(Section::forward)
             .all(|f| f.active && f.negotiated)
+    );
+}
+
+#[test]
+fn forwarded_payload_type_choice() {
+    use super::write::forward_pt;
+    let all = |range: std::ops::RangeInclusive<u8>| range.fold(0u128, |t, pt| t | 1 << pt);
+    assert_eq!(forward_pt(Some(120), all(0..=127), Kind::Video), Some(120));
+    assert_eq!(forward_pt(None, 0, Kind::Video), Some(VP8_PT));
+    assert_eq!(forward_pt(None, 1 << 111, Kind::Audio), Some(96));
+    assert_eq!(forward_pt(None, all(96..=127), Kind::Audio), Some(35));
+    assert_eq!(
+        forward_pt(None, all(35..=63) | all(96..=127), Kind::Audio),
+        None
     );
 }

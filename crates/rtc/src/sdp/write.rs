@@ -225,9 +225,10 @@ fn forward_ssrc_lines(a: &mut impl FnMut(&str, Option<String>), f: &Forward) {
 
 /// The payload type for a new forwarded section of `kind` (see [`Forward::pt`]): the
 /// number the participant already uses for the codec, else the server's own if the
-/// participant uses it for nothing, else the lowest free dynamic one (RFC 3551 §6:
-/// 96-127). Within a BUNDLE group one number names one codec (RFC 8843 §9.1), so a
-/// number the participant gave any other codec is never taken. `None` when all are used.
+/// participant uses it for nothing, else the lowest free dynamic one (RFC 3551 §6: 96-127,
+/// then the unassigned 35-63 that browsers also use). Within a BUNDLE group one number
+/// names one codec (RFC 8843 §9.1), so a number the participant gave any other codec is
+/// never taken. `None` when all are used.
 pub(crate) fn forward_pt(known: Option<u8>, taken: u128, kind: Kind) -> Option<u8> {
     let default = match kind {
         Kind::Audio => OPUS_PT,
@@ -236,6 +237,7 @@ pub(crate) fn forward_pt(known: Option<u8>, taken: u128, kind: Kind) -> Option<u
     known.or_else(|| {
         std::iter::once(default)
             .chain(96..=127)
+            .chain(35..=63)
             .find(|&pt| taken & (1 << pt) == 0)
     })
 }
