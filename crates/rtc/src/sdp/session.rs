@@ -189,7 +189,9 @@ impl Session {
             let taken = sections
                 .iter()
                 .filter_map(|s| s.forward().map(|f| f.pt).or(s.publish().map(|p| p.pt)))
-                .fold(self.pts.taken, |t, pt| t | 1 << pt);
+                .fold(self.pts.taken, |t, pt| {
+                    t | 1u128.checked_shl(u32::from(pt)).unwrap_or(0)
+                });
             let Some(pt) = forward_pt(self.pts.known(kind), taken, kind) else {
                 continue;
             };
