@@ -78,6 +78,19 @@ fn add_track_on_a_forwarded_transceiver_publishes_and_forwarding_goes_on() {
         "forwarding on the reused section goes on"
     );
 
+    // removeTrack: the publication stops (0's section for it ends), forwarding goes on.
+    call.clients[1].media.remove_track(0x7777);
+    call.renegotiate(1).unwrap();
+    assert!(call.run_until(STEP, 300, |c| c.receivers_of(0x7777) == 0));
+    send_video(&mut call, 0, 0x1000, 11, 5);
+    assert_eq!(received(&call, 1, 0x1000).len(), 15);
+    // addTrack again on the same transceiver (it never stopped receiving).
+    call.clients[1].media.remove_track(0x7777);
+    let again = call.clients[1].media.add_track_reusing(Kind::Video, 0x7778);
+    assert_eq!(again.as_deref(), Some(mid.as_str()));
+    call.renegotiate(1).unwrap();
+    assert!(call.run_until(STEP, 300, |c| c.receivers_of(0x7778) == 1));
+
     // Participant 0 leaves: what 1 publishes on the reused section goes on (the server's
     // side says recvonly from then on) instead of the m-line going to port 0.
     call.leave(0);
@@ -95,7 +108,7 @@ fn add_track_on_a_forwarded_transceiver_publishes_and_forwarding_goes_on() {
         .find(|s| s.mid == mid)
         .unwrap();
     assert!(
-        !section.stopped && section.send_ssrc == Some(0x7777),
+        !section.stopped && section.send_ssrc == Some(0x7778),
         "{section:?}"
     );
 }
