@@ -51,6 +51,8 @@ pub struct Client {
     srtp: Option<(Context, Context)>,
     transmits: VecDeque<Transmit>,
     rng: ChaCha20Rng,
+    /// Its payload types for Opus and VP8.
+    pts: (u8, u8),
 }
 
 impl std::fmt::Debug for Client {
@@ -81,6 +83,7 @@ impl Client {
             srtp: None,
             transmits: VecDeque::new(),
             rng,
+            pts: (crate::sdp::OPUS_PT, crate::sdp::VP8_PT),
         }
     }
 
@@ -100,6 +103,22 @@ impl Client {
             stopped: false,
         });
         mid
+    }
+
+    /// Numbers Opus and VP8 `opus` and `vp8` in its descriptions (the server's by default).
+    pub fn set_payload_types(&mut self, opus: u8, vp8: u8) {
+        self.pts = (opus, vp8);
+    }
+
+    /// Sends `kind` with `ssrc` on a section that receives a forwarded track and never sent,
+    /// as W3C `addTrack` reuses such a transceiver (webrtc-pc §5.1); the next offer says
+    /// sendrecv. Its mid, or `None` when there is no such section.
+    pub fn add_track_reusing(&mut self, kind: Kind, ssrc: u32) -> Option<String> {
+        let s = self.sections.iter_mut().find(|s| {
+            s.kind == kind && !s.stopped && s.send_ssrc.is_none() && s.recv_ssrc.is_some()
+        })?;
+        s.send_ssrc = Some(ssrc);
+        Some(s.mid.clone())
     }
 
     /// Stops sending on the section with `ssrc` (like `removeTrack`; the next offer says
@@ -137,14 +156,32 @@ impl Client {
         self.take_transport(&remote)?;
         for (i, m) in remote.media.iter().enumerate() {
             let kind = m.kind.ok_or(SdpError::Unsupported("kind"))?;
+            // The server recycled a stopped m-line for a new track (RFC 8829 §5.2.2).
+            let recycled = self
+                .sections
+                .get(i)
+                .is_some_and(|s| s.stopped && s.mid != m.mid.as_str());
+            if recycled {
+                self.sections[i] = ClientSection {
+                    mid: m.mid.as_str().to_owned(),
+                    kind,
+                    send_ssrc: None,
+                    recv_ssrc: None,
+                    stopped: false,
+                };
+            }
             if let Some(s) = self.sections.get_mut(i) {
                 if s.mid != m.mid.as_str() {
                     return Err(SdpError::Mismatch("mid"));
                 }
                 s.stopped |= m.stopped;
-                if s.send_ssrc.is_none() {
-                    s.recv_ssrc = m.ssrcs.first().copied();
-                }
+                // What the server sends here (a forwarded or duplex section), or sent before
+                // the section ended.
+                s.recv_ssrc = if m.direction.sends() || s.stopped {
+                    m.ssrcs.first().copied()
+                } else {
+                    None
+                };
             } else {
                 self.sections.push(ClientSection {
                     mid: m.mid.as_str().to_owned(),
@@ -185,8 +222,8 @@ impl Client {
         let fingerprint = self.dtls_config.certificate.fingerprint().to_string();
         for s in &self.sections {
             let (pt, codec) = match s.kind {
-                Kind::Audio => (crate::sdp::OPUS_PT, "opus/48000/2"),
-                Kind::Video => (crate::sdp::VP8_PT, "VP8/90000"),
+                Kind::Audio => (self.pts.0, "opus/48000/2"),
+                Kind::Video => (self.pts.1, "VP8/90000"),
             };
             let mut m = MediaDescription {
                 media_name: MediaName {

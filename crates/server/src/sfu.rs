@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use callsec_dtls::Fingerprint;
 use callsec_ice::{PacketKind, classify};
 use callsec_rtc::rtcp::{self, Packet, ReportBlock};
-use callsec_rtc::sdp::{Extension, Kind, Local, Remote, Section, Session};
+use callsec_rtc::sdp::{Extension, Kind, Local, Mid, Remote, Section, Session};
 use callsec_rtc::{CloseReason, Event, Received, Rtc, local_ufrag, random_credentials};
 use callsec_srtp::view::RtpView;
 use rand_chacha::ChaCha20Rng;
@@ -426,28 +426,11 @@ impl Sfu {
             .map_err(|e| SfuError::Sdp(e.to_string()))?;
         p.rtc.set_remote(&remote);
         let room = p.room.clone();
-        let mut changed = false;
-        for mid in &changes.stopped {
-            let gone: Vec<u32> = p
-                .publications
-                .iter()
-                .filter(|(_, pb)| {
-                    p.session
-                        .sections()
-                        .get(pb.track as usize)
-                        .map(Section::mid)
-                        == Some(mid)
-                })
-                .map(|(s, _)| *s)
-                .collect();
-            for ssrc in gone {
-                p.publications.remove(&ssrc);
-                if let Some(r) = self.rooms.get_mut(&*room) {
-                    r.owners.remove(&ssrc);
-                }
-                changed = true;
-            }
-        }
+        let mut changed = stop_publications(
+            p,
+            self.rooms.get_mut(&*room).map(|r| &mut r.owners),
+            &changes.stopped,
+        );
         for publish in &changes.started {
             let track = p
                 .session
@@ -494,10 +477,19 @@ impl Sfu {
             .participants
             .get_mut(&conn)
             .ok_or(SfuError::UnknownParticipant)?;
-        p.session
+        let changes = p
+            .session
             .accept_answer(&remote)
             .map_err(|e| SfuError::Sdp(e.to_string()))?;
         p.offer_sent = None;
+        let room = p.room.clone();
+        if stop_publications(
+            p,
+            self.rooms.get_mut(&*room).map(|r| &mut r.owners),
+            &changes.stopped,
+        ) {
+            self.renegotiate_room(&room, Some(conn));
+        }
         self.rebuild_forwarding(conn);
         // Whatever changed while this offer was out goes in the next one.
         if let Some(p) = self.participants.get_mut(&conn) {
@@ -583,7 +575,6 @@ impl Sfu {
         }
         // What the room publishes (others' tracks) against what is forwarded now.
         let mut add = Vec::new();
-        let mut live = Vec::new();
         if let Some(room) = self.rooms.get(&*p.room) {
             for other in &room.members {
                 if *other == conn {
@@ -594,19 +585,19 @@ impl Sfu {
                 };
                 for (&ssrc, pb) in &o.publications {
                     add.push((pb.kind, ssrc, (*other, pb.track)));
-                    live.push((*other, pb.track));
                 }
             }
         }
         add.sort_by_key(|a| (a.2, a.1));
+        // A forwarded section ends when its source stopped publishing, or now publishes
+        // another SSRC (a republished or recycled track of the same index).
         let end: Vec<(u64, u32)> = p
             .session
             .sections()
             .iter()
-            .filter_map(|s| match s {
-                Section::Forward(f) if f.active && !live.contains(&f.source) => Some(f.source),
-                _ => None,
-            })
+            .filter_map(Section::forward)
+            .filter(|f| f.active && !add.iter().any(|a| a.2 == f.source && a.1 == f.ssrc))
+            .map(|f| f.source)
             .collect();
         let Some(p) = self.participants.get_mut(&conn) else {
             return;
@@ -627,7 +618,7 @@ impl Sfu {
         p.forwarding.clear();
         let mut video = false;
         for s in p.session.sections() {
-            if let Section::Forward(f) = s
+            if let Some(f) = s.forward()
                 && f.active
                 && f.negotiated
             {
@@ -1047,6 +1038,27 @@ impl Sfu {
             .flatten()
             .min()
     }
+}
+
+/// Drops `p`'s publications on the sections `mids` (they stopped sending) and their room
+/// ownership. Whether any was dropped.
+fn stop_publications(
+    p: &mut Participant,
+    mut owners: Option<&mut HashMap<u32, ConnId>>,
+    mids: &[Mid],
+) -> bool {
+    let sections = p.session.sections();
+    let before = p.publications.len();
+    p.publications.retain(|ssrc, pb| {
+        let stopped = sections
+            .get(pb.track as usize)
+            .is_some_and(|s| mids.contains(s.mid()));
+        if stopped && let Some(owners) = owners.as_deref_mut() {
+            owners.remove(ssrc);
+        }
+        !stopped
+    });
+    p.publications.len() != before
 }
 
 /// Protects `bytes` as SRTCP for `rtc` in `scratch` and sends it.

@@ -35,6 +35,8 @@ pub struct SimClient {
     pub media: Client,
     /// The SSRC of the video it publishes.
     pub video_ssrc: u32,
+    /// The RTP packets it received, unprotected: (SSRC, payload type).
+    pub received: Vec<(u32, u8)>,
 }
 
 impl SimClient {
@@ -112,6 +114,18 @@ impl SimCall {
     /// `n` participants in one room, each publishing one video stream, connected and with
     /// every stream negotiated to every other participant.
     pub fn connected(n: usize, profile: ProtectionProfile, suite: CipherSuite, seed: u64) -> Self {
+        Self::connected_with(n, profile, suite, seed, |_, _| {})
+    }
+
+    /// As [`SimCall::connected`], with participant `i`'s client set up by `setup(i, ..)`
+    /// before its first offer (its payload types, say).
+    pub fn connected_with(
+        n: usize,
+        profile: ProtectionProfile,
+        suite: CipherSuite,
+        seed: u64,
+        setup: impl Fn(usize, &mut Client),
+    ) -> Self {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let mut dtls = callsec_dtls::Config::new(Certificate::generate(&mut rng));
         dtls.cookie_exchange = false;
@@ -137,6 +151,7 @@ impl SimCall {
             let mut seed32 = [0u8; 32];
             seed32[..8].copy_from_slice(&(seed ^ ((i as u64) << 8)).to_le_bytes());
             let mut media = Client::new(client_dtls.clone(), seed32);
+            setup(i, &mut media);
             let video_ssrc = 0x1000 + i as u32;
             media.add_track(Kind::Video, video_ssrc);
             let addr = SocketAddr::new(
@@ -155,6 +170,7 @@ impl SimCall {
                 addr,
                 media,
                 video_ssrc,
+                received: Vec::new(),
             });
         }
         // Run until every client is connected and no offers are outstanding.
@@ -203,7 +219,13 @@ impl SimCall {
         }
         while let Some((to, mut bytes)) = self.out.queue.pop_front() {
             if let Some(c) = self.clients.iter_mut().find(|c| c.addr == to) {
-                let _ = c.media.handle_datagram(now, &mut bytes);
+                if let Ok(callsec_rtc::Received::Rtp(len)) =
+                    c.media.handle_datagram(now, &mut bytes)
+                    && len >= 12
+                {
+                    let ssrc = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+                    c.received.push((ssrc, bytes[1] & 0x7f));
+                }
                 while let Some(t) = c.media.poll_transmit() {
                     let mut b = t.payload;
                     self.sfu.handle_datagram(now, c.addr, &mut b, &mut self.out);
@@ -212,11 +234,57 @@ impl SimCall {
         }
     }
 
-    /// How many participants receive `ssrc` (negotiated forwarding sections).
+    /// Participant `i` offers what its client now has (after `add_track` and the like) and
+    /// takes the server's answer.
+    pub fn renegotiate(&mut self, i: usize) -> Result<(), String> {
+        let c = &mut self.clients[i];
+        let offer = c.media.create_offer();
+        let answer = self
+            .sfu
+            .offer(self.now, c.conn, &offer)
+            .map_err(|e| e.to_string())?;
+        c.media.accept_answer(&answer).map_err(|e| e.to_string())
+    }
+
+    /// Participant `i` sends `datagram` (already protected) to the server.
+    pub fn send_from(&mut self, i: usize, mut datagram: Vec<u8>) {
+        let addr = self.clients[i].addr;
+        self.sfu
+            .handle_datagram(self.now, addr, &mut datagram, &mut self.out);
+    }
+
+    /// Participant `i` leaves the call.
+    pub fn leave(&mut self, i: usize) {
+        let c = self.clients.remove(i);
+        self.sfu.leave(self.now, c.conn, &mut self.out);
+    }
+
+    /// Steps `dt` at a time until `done` holds (then true) or `steps` ran out (false).
+    pub fn run_until(
+        &mut self,
+        dt: Duration,
+        steps: usize,
+        mut done: impl FnMut(&Self) -> bool,
+    ) -> bool {
+        for _ in 0..steps {
+            self.step(dt);
+            if done(self) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// How many participants receive `ssrc` (negotiated forwarding sections, not ended).
     pub fn receivers_of(&self, ssrc: u32) -> usize {
         self.clients
             .iter()
-            .filter(|c| c.media.sections().iter().any(|s| s.recv_ssrc == Some(ssrc)))
+            .filter(|c| {
+                c.media
+                    .sections()
+                    .iter()
+                    .any(|s| s.recv_ssrc == Some(ssrc) && !s.stopped)
+            })
             .count()
     }
 }

@@ -339,3 +339,50 @@ async fn participants_that_never_connect_are_bounded_and_cleaned_up() {
     drop(sigs);
     running.shutdown().await;
 }
+
+/// An offer the server cannot honour (no BUNDLE group, or an m-line without rtcp-mux) is
+/// refused with a signaling error that says why, not answered as if it were bundled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_without_bundle_or_rtcp_mux_are_refused_with_a_clear_error() {
+    use callsec_signaling::{ClientMessage, ErrorCode, Sdp, ServerMessage};
+    let running = server(
+        &[ProtectionProfile::AeadAes128Gcm],
+        &CipherSuite::ALL,
+        |_| {},
+    )
+    .await;
+    let mut sig = common::signaling(&running, "dave", "nobundle").await;
+    let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(5);
+    let dtls = std::sync::Arc::new(callsec_dtls::Config::new(
+        callsec_dtls::Certificate::generate(&mut rng),
+    ));
+    let mut media = callsec_rtc::client::Client::new(dtls, [5; 32]);
+    media.add_track(Kind::Audio, 0xd1);
+    media.add_track(Kind::Video, 0xd2);
+    let offer = media.create_offer();
+    let group = offer
+        .lines()
+        .find(|l| l.starts_with("a=group:BUNDLE"))
+        .unwrap()
+        .to_owned();
+    let no_bundle = offer.replace(&format!("{group}\r\n"), "");
+    let no_mux = offer.replacen("a=rtcp-mux\r\n", "", 1);
+    for (sdp, why) in [(no_bundle, "BUNDLE"), (no_mux, "rtcp-mux")] {
+        let reply = sig
+            .request(ClientMessage::Offer { sdp: Sdp(sdp) })
+            .await
+            .unwrap();
+        assert!(
+            matches!(&reply, ServerMessage::Error { code: ErrorCode::Rejected, message }
+                if message.contains(why)),
+            "{reply:?}"
+        );
+    }
+    // The participant is still there and may offer properly.
+    let reply = sig
+        .request(ClientMessage::Offer { sdp: Sdp(offer) })
+        .await
+        .unwrap();
+    assert!(matches!(reply, ServerMessage::Answer { .. }), "{reply:?}");
+    running.shutdown().await;
+}

@@ -14,7 +14,7 @@ use callsec_rtc::sdp::Kind;
 use callsec_server::Running;
 use callsec_signaling::{Client, ClientMessage, Incoming};
 use callsec_srtp::ProtectionProfile;
-use common::{Participant, joined_client, metric, server, wait_until};
+use common::{Participant, metric, server, signaling, wait_until};
 
 const IDLE: Duration = Duration::from_secs(1);
 /// Longer than any test here: the server never pings.
@@ -95,8 +95,8 @@ async fn media_keeps_a_quiet_call_open_and_silence_closes_it() {
 async fn pongs_keep_signaling_open_and_a_client_that_stops_reading_is_closed() {
     let running = short_idle(IDLE / 3).await;
     // Dave joins and then never reads: he answers no ping.
-    let mut reader = joined_client(&running, "carol", "quiet").await;
-    let deaf = joined_client(&running, "dave", "deaf").await;
+    let mut reader = signaling(&running, "carol", "quiet").await;
+    let deaf = signaling(&running, "dave", "deaf").await;
     let start = Instant::now();
     // Carol reads (and so answers pings) for six idle timeouts; no message comes.
     let read = tokio::time::timeout(6 * IDLE, reader.recv()).await;
@@ -116,7 +116,7 @@ async fn pongs_keep_signaling_open_and_a_client_that_stops_reading_is_closed() {
     running.shutdown().await;
 
     let running = short_idle(NEVER).await;
-    let mut reader = joined_client(&running, "carol", "quiet").await;
+    let mut reader = signaling(&running, "carol", "quiet").await;
     let closed_after = Instant::now();
     assert_eq!(close_code(&mut reader).await, (4015, "idle timeout".into()));
     assert!(

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use callsec_dtls::CipherSuite;
-use callsec_rtc::sdp::{Kind, Remote};
+use callsec_rtc::sdp::{Kind, Local, Remote, Section, Session};
 use callsec_signaling::{
     Client, ClientConfig, ClientMessage, ClientTls, Incoming, Sdp, ServerMessage,
 };
@@ -263,4 +263,96 @@ async fn run(profile: ProtectionProfile, idle: Option<Duration>) {
     signaling.abort();
     let _ = pc.close().await;
     running.shutdown().await;
+}
+
+/// A webrtc-rs peer that offered one VP8 track, and the server's session that answered it.
+async fn sdp_only_peer() -> (Arc<webrtc::peer_connection::RTCPeerConnection>, Session) {
+    let mut media = MediaEngine::default();
+    media.register_default_codecs().unwrap();
+    let api = APIBuilder::new().with_media_engine(media).build();
+    let pc = Arc::new(
+        api.new_peer_connection(RTCConfiguration::default())
+            .await
+            .unwrap(),
+    );
+    pc.add_track(vp8_track("video")).await.unwrap();
+    let offer = pc.create_offer(None).await.unwrap();
+    pc.set_local_description(offer.clone()).await.unwrap();
+    let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(9);
+    let mut session = Session::new(Local {
+        ice: callsec_rtc::random_credentials(&mut rng),
+        fingerprint: callsec_dtls::Certificate::generate(&mut rng).fingerprint(),
+        candidate: "127.0.0.1:4000".parse().unwrap(),
+        session_id: 7,
+    });
+    let (answer, changes) = session
+        .accept_offer(&Remote::parse(&offer.sdp).unwrap())
+        .unwrap();
+    assert_eq!(changes.started.len(), 1);
+    pc.set_remote_description(RTCSessionDescription::answer(answer).unwrap())
+        .await
+        .unwrap();
+    (pc, session)
+}
+
+fn vp8_track(id: &str) -> Arc<TrackLocalStaticRTP> {
+    Arc::new(TrackLocalStaticRTP::new(
+        RTCRtpCodecCapability {
+            mime_type: MIME_TYPE_VP8.into(),
+            clock_rate: 90000,
+            ..Default::default()
+        },
+        id.into(),
+        "webrtc-rs".into(),
+    ))
+}
+
+/// The server offers `add`/`end`; webrtc-rs applies the offer and answers; the session
+/// takes the answer. Returns webrtc-rs's answer.
+async fn server_offer(
+    pc: &webrtc::peer_connection::RTCPeerConnection,
+    session: &mut Session,
+    add: &[(Kind, u32, (u64, u32))],
+    end: &[(u64, u32)],
+) -> String {
+    let offer = session.create_offer(add, end).unwrap();
+    pc.set_remote_description(RTCSessionDescription::offer(offer.clone()).unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{offer}"));
+    let answer = pc.create_answer(None).await.unwrap();
+    pc.set_local_description(answer.clone()).await.unwrap();
+    session
+        .accept_answer(&Remote::parse(&answer.sdp).unwrap())
+        .unwrap_or_else(|e| panic!("{e}\n{}", answer.sdp));
+    answer.sdp
+}
+
+/// webrtc-rs, as an independent SDP stack, applies every server offer of a long call in
+/// which forwarded tracks come and go: ended sections (port 0, with ICE, DTLS and setup
+/// attributes written) and sections recycled for new tracks with new mids (RFC 8829
+/// §5.2.2). No media: descriptions only, against the server's [`Session`].
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webrtc_rs_applies_ended_and_recycled_sections() {
+    let (pc, mut session) = sdp_only_peer().await;
+    for cycle in 0..50u32 {
+        let add = [(Kind::Video, 0x9000 + cycle, (7, cycle))];
+        let end = [(7, cycle.wrapping_sub(1))];
+        let answer = server_offer(&pc, &mut session, &add, &end).await;
+        let live = session
+            .sections()
+            .iter()
+            .filter_map(Section::forward)
+            .filter(|f| f.active && f.negotiated)
+            .count();
+        assert_eq!(
+            live, 1,
+            "cycle {cycle}: webrtc-rs took the new track\n{answer}"
+        );
+        assert!(
+            session.sections().len() <= 3,
+            "cycle {cycle}: {} m-lines",
+            session.sections().len()
+        );
+    }
+    let _ = pc.close().await;
 }

@@ -426,8 +426,8 @@ pub fn sender_report(ssrc: u32) -> Vec<u8> {
     b[..n].to_vec()
 }
 
-/// A signaling client of `name` (a development token) that joined `room`, and nothing more.
-pub async fn joined_client(running: &Running, name: &str, room: &str) -> Client {
+/// A signaling client of `name`, joined to `room`.
+pub async fn signaling(running: &Running, name: &str, room: &str) -> Client {
     let token = running.dev.as_ref().unwrap().issue(name, room).unwrap();
     let cert = CertificateDer::from(running.signaling_certificate().unwrap());
     let config = ClientConfig::new(
@@ -444,7 +444,7 @@ pub async fn joined_client(running: &Running, name: &str, room: &str) -> Client 
 
 /// Joins and offers through signaling only: no ICE, no DTLS, ever.
 pub async fn offer_only(running: &Running, name: &str, room: &str, ssrc: u32) -> Client {
-    let mut sig = joined_client(running, name, room).await;
+    let mut sig = signaling(running, name, room).await;
     let mut rng = ChaCha20Rng::seed_from_u64(99);
     let dtls = Arc::new(callsec_dtls::Config::new(Certificate::generate(&mut rng)));
     let mut media = MediaClient::new(dtls, [9; 32]);
