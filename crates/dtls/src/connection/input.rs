@@ -5,6 +5,13 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// A peer flight taken in plaintext so far: the state before its first message, and that
+/// message's message_seq.
+pub(super) struct Provisional {
+    state: State,
+    seq: u16,
+}
+
 impl Connection {
     pub(super) fn handle_record(&mut self, now: Instant, rec: &Record<'_>) -> Result<(), Error> {
         // RFC 6347 §4.1: version FEFD, or FEFF in a first ClientHello.
@@ -62,18 +69,26 @@ impl Connection {
                     self.stats.dropped_records += 1;
                 } else if authenticated && !connected {
                     return Err(Error::UnexpectedMessage("ChangeCipherSpec in epoch 1"));
+                } else {
+                    self.stats.ignored_change_cipher_specs += 1;
                 }
                 Ok(())
             }
-            // Plaintext alerts are never acted on: anyone who can spoof the peer's address
-            // could end a handshake or an association with one. Zero-length alerts are
-            // dropped as malformed records.
+            // Plaintext alerts are never acted on at once: anyone who can spoof the peer's
+            // address could end a handshake or an association with one. During the handshake
+            // a fatal one is kept as the reason the handshake may end with (`Stall`).
+            // Zero-length alerts are dropped as malformed records.
             ContentType::ALERT => {
                 if plaintext.is_empty() {
                     self.stats.dropped_records += 1;
                     Ok(())
                 } else if !authenticated {
                     self.stats.discarded_messages += 1;
+                    if let [2, desc] = plaintext[..]
+                        && !connected
+                    {
+                        self.stall.alert(now, AlertDescription(desc));
+                    }
                     Ok(())
                 } else {
                     self.handle_alert(&plaintext)
@@ -173,6 +188,18 @@ impl Connection {
     /// discarded, preserving the association). Only the ClientHello at a server (whose
     /// cookie proved the sender receives at the address, or whose address the caller
     /// vouched for) and authenticated messages are refused with an alert.
+    ///
+    /// Unauthenticated bytes must not displace what the genuine flight brings. Two rules
+    /// keep a forgery taken in place of a genuine message from stalling the handshake:
+    /// - the first message of a peer flight ties the flight to its datagram: plaintext
+    ///   messages of the flight buffered from earlier datagrams, such as one planted ahead
+    ///   at the predictable message_seq of a later message, are dropped
+    ///   (`Reassembler::drop_earlier`);
+    /// - the messages of a flight taken in plaintext stay provisional until a signature
+    ///   covers them ([`State::is_provisional`]); if that signature is refused (a forged
+    ///   ServerHello or ClientKeyExchange taken before the genuine one makes the genuine
+    ///   signature fail), the whole flight is undone and its slots reopen for the peer's
+    ///   retransmission.
     fn handle_messages(&mut self, now: Instant, record_seq: u64) -> Result<(), Error> {
         while let Some((epoch, max_seq)) = self.state.expects(self.reassembler.next_seq()) {
             let Some(msg) = self.reassembler.take(epoch, max_seq) else {
@@ -181,13 +208,13 @@ impl Connection {
             let seq = msg.seq;
             let trusted = msg.epoch == 1 || matches!(self.state, State::ServerExpectClientHello(_));
             let before = (!trusted).then(|| self.state.clone());
+            let starts_flight = std::mem::take(&mut self.awaiting_flight);
             match self.handle_message(now, msg, record_seq) {
-                Ok(()) => self.reassembler.accept(seq),
+                Ok(()) => self.accepted(seq, starts_flight, before),
                 Err(e) => match before {
                     Some(state) => {
-                        self.state = state;
-                        self.stats.discarded_messages += 1;
-                        self.last_discarded = Some(e);
+                        self.awaiting_flight = starts_flight;
+                        self.refused(state, seq, e)?;
                     }
                     None => return Err(e),
                 },
@@ -197,6 +224,45 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// The handshake took the peer's message `seq`; `starts_flight`: it is the first of the
+    /// peer's flight, `before`: the state before it, if it came in plaintext.
+    fn accepted(&mut self, seq: u16, starts_flight: bool, before: Option<State>) {
+        self.reassembler.accept(seq);
+        if starts_flight {
+            self.reassembler.drop_earlier(seq);
+            self.provisional = before.map(|state| Box::new(Provisional { state, seq }));
+        }
+        if !self.state.is_provisional() {
+            self.provisional = None;
+        }
+        self.stall.progress(seq);
+    }
+
+    /// The plaintext message `seq` was refused with `e` in state `before`: discarded, the
+    /// state restored (and a provisional flight undone if a signature over it failed);
+    /// ends the handshake if the refusals show it cannot complete (`Stall`).
+    fn refused(&mut self, before: State, seq: u16, e: Error) -> Result<(), Error> {
+        self.stats.discarded_messages += 1;
+        match self.provisional.take() {
+            Some(p) if matches!(e, Error::DecryptError(_)) => {
+                // The messages taken from `p.seq` on are discarded too.
+                self.stats.discarded_messages += u64::from(seq.wrapping_sub(p.seq));
+                self.state = p.state;
+                self.reassembler.rewind(p.seq);
+                self.awaiting_flight = true;
+            }
+            kept => {
+                self.provisional = kept;
+                self.state = before;
+            }
+        }
+        self.last_discarded = Some(e.clone());
+        match self.stall.refused(e) {
+            Some(end) => Err(end),
+            None => Ok(()),
+        }
     }
 
     /// A handshake record after the handshake: repeats of the peer's last flight make the
