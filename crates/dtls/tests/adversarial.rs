@@ -1074,15 +1074,20 @@ fn repeated_hello_verify_requests() {
             22,
             0,
             u64::from(seq),
-            &message(3, seq, &[0xfe, 0xff, 4, 1, 2, 3, 4]),
+            &message(3, seq, &[0xfe, 0xff, 4, seq as u8, 2, 3, 4]),
         )
     };
     // Each new HelloVerifyRequest gets exactly one new ClientHello (no amplification);
-    // a duplicate gets nothing.
+    // a duplicate gets nothing, nor does one at another message_seq with the cookie the
+    // last ClientHello carried (HelloVerifyRequests take no message_seq).
     for seq in 0..4u16 {
         c.handle_datagram(Instant::now(), &hvr(seq)).unwrap();
         assert_eq!(drain(&mut c).len(), 1);
         c.handle_datagram(Instant::now(), &hvr(seq)).unwrap();
+        assert!(drain(&mut c).is_empty());
+        let mut same_cookie = hvr(seq);
+        same_cookie[13 + 5] += 1;
+        c.handle_datagram(Instant::now(), &same_cookie).unwrap();
         assert!(drain(&mut c).is_empty());
     }
     // The fifth is not followed (nor is the client closed: it could be a spoofer's).

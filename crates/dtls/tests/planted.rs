@@ -7,10 +7,8 @@
 
 use std::time::Duration;
 
-use callsec_dtls::{Certificate, Connection, Stats};
+use callsec_dtls::{Connection, Stats};
 use callsec_tests::pair::{Netem, Pair};
-use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
 
 fn record(ct: u8, epoch: u16, seq: u64, body: &[u8]) -> Vec<u8> {
     let mut d = vec![ct, 0xfe, 0xfd];
@@ -36,77 +34,8 @@ fn drain(c: &mut Connection) -> Vec<Vec<u8>> {
     std::iter::from_fn(|| c.poll_transmit()).collect()
 }
 
-/// The P-256 base point: a valid ECDHE share nobody in the handshake uses.
-const G: [u8; 65] = hex_literal::hex!(
-    "04 6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296
-        4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5"
-);
-
-/// Valid-looking bodies a spoofer can make without any secret (RFC 5246 §7.4, RFC 8422 §5).
-pub mod forge {
-    use super::*;
-
-    /// A ServerHello the client accepts: DTLS 1.2, GCM, AEAD_AES_128_GCM, extended master
-    /// secret, empty renegotiation_info, uncompressed points; random server_random.
-    pub fn server_hello(random: [u8; 32]) -> Vec<u8> {
-        let mut b = vec![0xfe, 0xfd];
-        b.extend_from_slice(&random);
-        b.extend_from_slice(&[0, 0xc0, 0x2b, 0]);
-        let exts: [(u16, &[u8]); 4] = [
-            (14, &[0, 2, 0, 7, 0]),
-            (23, &[]),
-            (0xff01, &[0]),
-            (11, &[1, 0]),
-        ];
-        let mut e = Vec::new();
-        for (t, d) in exts {
-            e.extend_from_slice(&t.to_be_bytes());
-            e.extend_from_slice(&(d.len() as u16).to_be_bytes());
-            e.extend_from_slice(d);
-        }
-        b.extend_from_slice(&(e.len() as u16).to_be_bytes());
-        b.extend_from_slice(&e);
-        b
-    }
-
-    /// A Certificate message carrying someone else's certificate.
-    pub fn certificate(seed: u64) -> Vec<u8> {
-        let cert = Certificate::generate(&mut ChaCha20Rng::seed_from_u64(seed));
-        let der = cert.der();
-        let one = (der.len() as u32).to_be_bytes();
-        let all = (der.len() as u32 + 3).to_be_bytes();
-        let mut b = all[1..].to_vec();
-        b.extend_from_slice(&one[1..]);
-        b.extend_from_slice(der);
-        b
-    }
-
-    /// A ServerKeyExchange with a valid point and a signature that cannot verify.
-    pub fn server_key_exchange() -> Vec<u8> {
-        let mut b = vec![3, 0, 23, 65];
-        b.extend_from_slice(&G);
-        b.extend_from_slice(&[4, 3, 0, 8, 0x30, 6, 2, 1, 1, 2, 1, 1]);
-        b
-    }
-
-    /// A CertificateRequest the client accepts, unlike the server's: RSA and ECDSA, two
-    /// signature algorithms.
-    pub fn certificate_request() -> Vec<u8> {
-        vec![2, 1, 64, 0, 4, 4, 3, 8, 4, 0, 0]
-    }
-
-    /// A ClientKeyExchange with a valid point the client did not choose.
-    pub fn client_key_exchange() -> Vec<u8> {
-        let mut b = vec![65];
-        b.extend_from_slice(&G);
-        b
-    }
-
-    /// A CertificateVerify whose signature cannot verify.
-    pub fn certificate_verify() -> Vec<u8> {
-        vec![4, 3, 0, 8, 0x30, 6, 2, 1, 1, 2, 1, 1]
-    }
-}
+#[path = "support/forge.rs"]
+mod forge;
 
 /// One planted message: its name, whom it is sent to, its type, message_seq and body.
 struct Plant {
@@ -145,7 +74,13 @@ fn plants() -> Vec<Plant> {
             2,
             forge::server_key_exchange(),
         ),
-        p("ServerHello", false, 2, 0, forge::server_hello([5; 32])),
+        p(
+            "ServerHello",
+            false,
+            2,
+            0,
+            forge::server_hello([5; 32], 0xc02b),
+        ),
         p(
             "ClientKeyExchange",
             true,
@@ -232,6 +167,14 @@ fn planted_messages_never_displace_the_genuine_flight() {
                 "{what}"
             );
             assert_eq!(after.superseded_fragments - before.superseded_fragments, 2);
+        } else if plant.msg_type == 3 {
+            // Followed (a HelloVerifyRequest is stateless: nothing tells a forged one), so
+            // the client sends a second ClientHello, which the server, past its hello,
+            // discards. The ServerHello answering the first, at the same message_seq as the
+            // forgery, is still taken: HelloVerifyRequests take no message_seq.
+            assert_eq!(p.elapsed(), Duration::ZERO, "{what}");
+            assert_eq!(p.client.stats().hello_verify_requests, 1);
+            assert_eq!(p.server.stats().discarded_messages, 1);
         } else if plant.to_server && plant.msg_type == 11 {
             // The first message of flight 5, of someone else's certificate: refused at once
             // (discarded, the slot open for the genuine one).

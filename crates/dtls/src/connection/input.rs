@@ -206,11 +206,12 @@ impl Connection {
                 return Ok(());
             };
             let seq = msg.seq;
+            let msg_type = msg.msg_type;
             let trusted = msg.epoch == 1 || matches!(self.state, State::ServerExpectClientHello(_));
             let before = (!trusted).then(|| self.state.clone());
             let starts_flight = std::mem::take(&mut self.awaiting_flight);
             match self.handle_message(now, msg, record_seq) {
-                Ok(()) => self.accepted(seq, starts_flight, before),
+                Ok(()) => self.accepted(seq, msg_type, starts_flight, before),
                 Err(e) => match before {
                     Some(state) => {
                         self.awaiting_flight = starts_flight;
@@ -226,10 +227,22 @@ impl Connection {
         Ok(())
     }
 
-    /// The handshake took the peer's message `seq`; `starts_flight`: it is the first of the
-    /// peer's flight, `before`: the state before it, if it came in plaintext.
-    fn accepted(&mut self, seq: u16, starts_flight: bool, before: Option<State>) {
-        self.reassembler.accept(seq);
+    /// The handshake took the peer's message `seq` of type `msg_type`; `starts_flight`: it is
+    /// the first of the peer's flight, `before`: the state before it, if it came in
+    /// plaintext.
+    fn accepted(
+        &mut self,
+        seq: u16,
+        msg_type: HandshakeType,
+        starts_flight: bool,
+        before: Option<State>,
+    ) {
+        // A HelloVerifyRequest is stateless and outside the transcript (RFC 6347 §4.2.1): it
+        // takes no message_seq, which the ServerHello answering the same ClientHello
+        // shares. A forged one taken first then cannot keep the genuine ServerHello out.
+        if msg_type != HandshakeType::HELLO_VERIFY_REQUEST {
+            self.reassembler.accept(seq);
+        }
         if starts_flight {
             self.reassembler.drop_earlier(seq);
             self.provisional = before.map(|state| Box::new(Provisional { state, seq }));
@@ -245,24 +258,33 @@ impl Connection {
     /// ends the handshake if the refusals show it cannot complete (`Stall`).
     fn refused(&mut self, before: State, seq: u16, e: Error) -> Result<(), Error> {
         self.stats.discarded_messages += 1;
-        match self.provisional.take() {
-            Some(p) if matches!(e, Error::DecryptError(_)) => {
-                // The messages taken from `p.seq` on are discarded too.
-                self.stats.discarded_messages += u64::from(seq.wrapping_sub(p.seq));
-                self.state = p.state;
-                self.reassembler.rewind(p.seq);
-                self.awaiting_flight = true;
-            }
-            kept => {
-                self.provisional = kept;
-                self.state = before;
-            }
+        self.state = before;
+        if matches!(e, Error::DecryptError(_)) {
+            self.undo_provisional();
         }
         self.last_discarded = Some(e.clone());
         match self.stall.refused(e) {
             Some(end) => Err(end),
             None => Ok(()),
         }
+    }
+
+    /// Undoes the peer flight taken so far in plaintext, if its signature has not come yet:
+    /// back to the state before its first message, whose message_seq is expected again (the
+    /// peer's retransmission brings the flight again, RFC 6347 §4.2.4). Called when the
+    /// signature over it failed, and when our retransmission timer fires before it came: a
+    /// forged first message (a ServerHello planted before a HelloVerifyRequest, say) then
+    /// holds the handshake for one round at most.
+    pub(super) fn undo_provisional(&mut self) {
+        let Some(p) = self.provisional.take() else {
+            return;
+        };
+        // The messages taken from `p.seq` on are discarded.
+        let taken = self.reassembler.next_seq().wrapping_sub(p.seq);
+        self.stats.discarded_messages += u64::from(taken);
+        self.state = p.state;
+        self.reassembler.rewind(p.seq);
+        self.awaiting_flight = true;
     }
 
     /// A handshake record after the handshake: repeats of the peer's last flight make the

@@ -482,6 +482,7 @@ impl Connection {
             hello,
             hello_seq: seq,
             hello_verifies: 0,
+            cookies: vec![(seq, Vec::new())],
         }));
         conn.handshake_deadline = Some(now + conn.config.handshake_timeout);
         conn.send_flight(now, true);
@@ -677,6 +678,7 @@ impl Connection {
             if let Some(e) = self.stall.round_ended(now, quiet) {
                 return Err(self.fail(e));
             }
+            self.undo_provisional();
             self.stats.retransmissions += 1;
             self.rto = (self.rto * 2).min(self.config.max_retransmit_timeout);
             self.send_flight(now, false);
