@@ -215,7 +215,7 @@ impl Connection {
                 Err(e) => match before {
                     Some(state) => {
                         self.awaiting_flight = starts_flight;
-                        self.refused(state, seq, e)?;
+                        self.refused(state, e)?;
                     }
                     None => return Err(e),
                 },
@@ -253,10 +253,10 @@ impl Connection {
         self.stall.progress(seq);
     }
 
-    /// The plaintext message `seq` was refused with `e` in state `before`: discarded, the
+    /// A plaintext message was refused with `e` in state `before`: discarded, the
     /// state restored (and a provisional flight undone if a signature over it failed);
     /// ends the handshake if the refusals show it cannot complete (`Stall`).
-    fn refused(&mut self, before: State, seq: u16, e: Error) -> Result<(), Error> {
+    fn refused(&mut self, before: State, e: Error) -> Result<(), Error> {
         self.stats.discarded_messages += 1;
         self.state = before;
         if matches!(e, Error::DecryptError(_)) {
