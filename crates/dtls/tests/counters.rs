@@ -26,6 +26,9 @@ fn fragment(ty: u8, len: u32, seq: u16, off: u32, body: &[u8]) -> Vec<u8> {
     h
 }
 
+/// One counter of [`Stats`].
+type Counter = fn(&Stats) -> u64;
+
 /// Every counter of refused or ignored input, summed.
 fn refused(s: &Stats) -> u64 {
     s.dropped_records
@@ -56,7 +59,7 @@ fn a_clean_handshake_counts_only_the_peers_change_cipher_spec() {
 #[test]
 fn each_refused_input_counts_once() {
     let mut p = fresh();
-    let inputs: [(&str, Vec<u8>, fn(&Stats) -> u64); 6] = [
+    let inputs: [(&str, Vec<u8>, Counter); 6] = [
         ("plaintext ChangeCipherSpec", record(20, 0, 50, &[1]), |s| {
             s.ignored_change_cipher_specs
         }),

@@ -146,8 +146,9 @@ pub struct Stats {
     /// Authenticated-epoch records dropped by the replay window.
     pub replayed_records: u64,
     /// Plaintext handshake messages discarded during the handshake because they did not
-    /// parse or were refused (with the messages of the same flight taken before them that a
-    /// refused signature undid), and plaintext alerts ignored. Anyone who can spoof the
+    /// parse or were refused, or were taken and then undone (a peer flight taken in
+    /// plaintext is undone when the signature over it is refused, or has not come when our
+    /// retransmission timer fires), and plaintext alerts ignored. Anyone who can spoof the
     /// peer's address can send these, so one of them never ends a handshake (see
     /// [`Connection::last_discarded`]).
     pub discarded_messages: u64,
