@@ -30,8 +30,13 @@ struct Ends {
 /// A pair (cookie exchange on or off) in which `refuser` expects another certificate than
 /// the peer's, run until both sides closed; when each closed and why.
 fn refused_handshake(seed: u64, refuser: Refuser, cookie: bool) -> Ends {
+    refused_handshake_on(seed, refuser, cookie, Netem::default())
+}
+
+/// As [`refused_handshake`], on a network that behaves as `netem` says.
+fn refused_handshake_on(seed: u64, refuser: Refuser, cookie: bool, netem: Netem) -> Ends {
     let (cc, sc) = configs(seed, |c| c.cookie_exchange = cookie);
-    let mut p = Pair::with_configs(seed, Netem::default(), cc.clone(), sc.clone());
+    let mut p = Pair::with_configs(seed, netem, cc.clone(), sc.clone());
     let wrong = Fingerprint::from_bytes([9; 32]);
     let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x5eed);
     match refuser {
@@ -171,4 +176,50 @@ fn a_forged_fatal_alert_is_forgotten_when_the_peer_progresses() {
     assert!(p.client.is_connected() && p.server.is_connected());
     assert!(p.client_errors.is_empty() && p.server_errors.is_empty());
     assert_eq!(p.client.failure_reason(), None);
+}
+
+/// On a lossy network (20 % loss, duplication, reordering) the refusing side still ends with
+/// bad_certificate before the total timeout in every seed, and in most well before 30 s
+/// (lost copies of the refused flight move the third refused round later: the rounds double);
+/// the refused side ends with the alert as its reason when it got through, else with a bare
+/// timeout (there is nothing else to go by).
+#[test]
+fn a_wrong_certificate_on_a_lossy_network() {
+    let netem = Netem {
+        loss: 0.2,
+        duplicate: 0.1,
+        reorder: 0.2,
+    };
+    let mut under_30s = 0;
+    for seed in 0..100u64 {
+        let refuser = if seed % 2 == 0 {
+            Refuser::Client
+        } else {
+            Refuser::Server
+        };
+        let ends = refused_handshake_on(700 + seed, refuser, seed % 4 < 2, netem);
+        let (refusing, refused) = match refuser {
+            Refuser::Client => (&ends.client, &ends.server),
+            Refuser::Server => (&ends.server, &ends.client),
+        };
+        let case = format!("seed {seed}: {ends:?}");
+        assert_eq!(
+            refusing.0,
+            Some(Error::BadCertificate("fingerprint mismatch")),
+            "{case}"
+        );
+        assert!(refusing.1 < Duration::from_secs(60), "{case}");
+        if refusing.1 < Duration::from_secs(30) {
+            under_30s += 1;
+        }
+        // With the alert as the reason if it got through, else at its total timeout (60 s
+        // from when it started keeping state, which under loss can be some seconds late).
+        match &refused.0 {
+            Some(Error::AlertReceived(AlertDescription::BAD_CERTIFICATE)) => {}
+            Some(Error::Timeout) => assert!(refused.1 >= Duration::from_secs(60), "{case}"),
+            other => panic!("{case}: {other:?}"),
+        }
+    }
+    eprintln!("{under_30s} of 100 refusing sides ended within 30 s");
+    assert!(under_30s >= 90, "{under_30s}");
 }

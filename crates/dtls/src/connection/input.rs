@@ -87,7 +87,7 @@ impl Connection {
                     if let [2, desc] = plaintext[..]
                         && !connected
                     {
-                        self.stall.alert(now, AlertDescription(desc));
+                        self.stall.alert(AlertDescription(desc));
                     }
                     Ok(())
                 } else {

@@ -639,7 +639,7 @@ impl Connection {
             return Err(Error::Closed);
         }
         self.reassembler.begin_datagram();
-        self.stall.heard();
+        self.stall.heard(now);
         if !self.check_cookie(datagram) {
             return Ok(());
         }

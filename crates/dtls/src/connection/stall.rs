@@ -15,8 +15,9 @@
 //!   (the genuine peer resends its flight in each; with the default timers this ends a
 //!   handshake about 3 s after the first refusal). A fatal alert for the refusal goes to the
 //!   peer (for a fingerprint mismatch, bad_certificate), so that it learns why.
-//! - **alerted**: a plaintext fatal alert, then silence (no datagram at all) for at least the
-//!   initial retransmission timeout, checked when our retransmission timer fires at least
+//! - **alerted**: a plaintext fatal alert, then silence (no datagram at all, a straggler
+//!   only restarts it) for at least the initial retransmission timeout, checked when our
+//!   retransmission timer fires at least
 //!   [`STALL_ROUNDS`] rounds after the peer's last new message (about 7 s with the default
 //!   timers): a peer that sent a fatal alert has closed, while a live peer in a handshake
 //!   keeps retransmitting.
@@ -56,8 +57,8 @@ pub(super) struct Stall {
     refused_rounds: u8,
     /// Whether the current round already counted in `refused_rounds`.
     refused_this_round: bool,
-    /// When the plaintext fatal alert in `reason` came, if nothing arrived since.
-    silent_since: Option<Instant>,
+    /// When the last datagram arrived.
+    last_heard: Option<Instant>,
 }
 
 impl Stall {
@@ -71,14 +72,15 @@ impl Stall {
         if self.high.is_none_or(|h| seq > h) {
             *self = Self {
                 high: Some(seq),
+                last_heard: self.last_heard,
                 ..Self::default()
             };
         }
     }
 
-    /// A datagram arrived (from the peer or from whoever spoofs it).
-    pub(super) fn heard(&mut self) {
-        self.silent_since = None;
+    /// A datagram arrived at `now` (from the peer or from whoever spoofs it).
+    pub(super) fn heard(&mut self, now: Instant) {
+        self.last_heard = Some(now);
     }
 
     /// A plaintext message was refused with `e`; returns the error that ends the handshake
@@ -94,21 +96,22 @@ impl Stall {
     }
 
     /// A plaintext fatal alert arrived during the handshake.
-    pub(super) fn alert(&mut self, now: Instant, description: AlertDescription) {
+    pub(super) fn alert(&mut self, description: AlertDescription) {
         self.reason = Some(Error::AlertReceived(description));
-        self.silent_since = Some(now);
     }
 
     /// Our retransmission timer fired at `now`; returns the error that ends the handshake
-    /// when the peer made no progress for [`STALL_ROUNDS`] rounds and its fatal alert was
-    /// followed by silence for at least `quiet`.
+    /// when the peer made no progress for [`STALL_ROUNDS`] rounds, a fatal alert is the
+    /// reason, and nothing arrived for at least `quiet` (datagrams delayed past the alert
+    /// only move the silence later).
     pub(super) fn round_ended(&mut self, now: Instant, quiet: Duration) -> Option<Error> {
         self.rounds = self.rounds.saturating_add(1);
         self.refused_this_round = false;
+        let alerted = matches!(self.reason, Some(Error::AlertReceived(_)));
         let silent = self
-            .silent_since
+            .last_heard
             .is_some_and(|t| now.saturating_duration_since(t) >= quiet);
-        if silent && self.rounds >= STALL_ROUNDS {
+        if alerted && silent && self.rounds >= STALL_ROUNDS {
             return self.reason.clone();
         }
         None
