@@ -509,6 +509,37 @@ mod tests {
     }
 
     #[test]
+    fn messages_from_before_the_first_of_their_flight_are_dropped_and_counted() {
+        let mut r = Reassembler::default();
+        // Datagram 1: a planted message at seq 3, and half of one at seq 2.
+        r.begin_datagram();
+        r.insert(&hdr(3, 4, 0, 4), 0, b"plnt", false).unwrap();
+        r.insert(&hdr(2, 4, 0, 2), 0, b"pl", false).unwrap();
+        // Datagram 2: the flight's first message (seq 0) and its second (seq 1).
+        r.begin_datagram();
+        r.insert(&hdr(0, 1, 0, 1), 0, b"a", false).unwrap();
+        let first = pop(&mut r).unwrap();
+        r.drop_earlier(first.seq);
+        assert_eq!(r.superseded(), 2);
+        r.insert(&hdr(1, 1, 0, 1), 0, b"b", false).unwrap();
+        r.drop_earlier(0);
+        assert_eq!(pop(&mut r).unwrap().body, b"b", "same datagram: kept");
+        assert!(r.take(0, 5).is_none(), "the planted ones are gone");
+        // Their slots take the genuine messages.
+        r.insert(&hdr(2, 1, 0, 1), 0, b"c", false).unwrap();
+        assert_eq!(pop(&mut r).unwrap().body, b"c");
+        // A conflict replaces and counts the replaced fragments (two here).
+        r.insert(&hdr(3, 6, 0, 2), 0, b"xx", false).unwrap();
+        r.insert(&hdr(3, 6, 2, 2), 0, b"yy", false).unwrap();
+        r.insert(&hdr(3, 6, 0, 2), 0, b"zz", false).unwrap();
+        assert_eq!(r.superseded(), 4);
+        // Rewinding reopens the slots taken since.
+        r.rewind(1);
+        r.insert(&hdr(1, 1, 0, 1), 0, b"B", false).unwrap();
+        assert_eq!(pop(&mut r).unwrap().body, b"B");
+    }
+
+    #[test]
     fn take_finds_the_lowest_complete_message_in_a_range() {
         let mut r = Reassembler::default();
         r.insert(&hdr(2, 1, 0, 1), 0, b"c", false).unwrap();

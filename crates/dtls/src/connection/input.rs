@@ -189,7 +189,7 @@ impl Connection {
     /// cookie proved the sender receives at the address, or whose address the caller
     /// vouched for) and authenticated messages are refused with an alert.
     ///
-    /// Unauthenticated bytes must not displace what the genuine flight brings. Two rules
+    /// Unauthenticated bytes must not displace what the genuine flight brings. Three rules
     /// keep a forgery taken in place of a genuine message from stalling the handshake:
     /// - the first message of a peer flight ties the flight to its datagram: plaintext
     ///   messages of the flight buffered from earlier datagrams, such as one planted ahead
@@ -198,8 +198,10 @@ impl Connection {
     /// - the messages of a flight taken in plaintext stay provisional until a signature
     ///   covers them ([`State::is_provisional`]); if that signature is refused (a forged
     ///   ServerHello or ClientKeyExchange taken before the genuine one makes the genuine
-    ///   signature fail), the whole flight is undone and its slots reopen for the peer's
-    ///   retransmission.
+    ///   signature fail), or has not come when our retransmission timer fires, the whole
+    ///   flight is undone and its slots reopen for the peer's retransmission;
+    /// - a HelloVerifyRequest takes no message_seq (`accepted`), so a forged one cannot
+    ///   keep out the ServerHello that shares it.
     fn handle_messages(&mut self, now: Instant, record_seq: u64) -> Result<(), Error> {
         while let Some((epoch, max_seq)) = self.state.expects(self.reassembler.next_seq()) {
             let Some(msg) = self.reassembler.take(epoch, max_seq) else {

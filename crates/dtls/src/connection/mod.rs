@@ -667,8 +667,10 @@ impl Connection {
 
     /// Fires timers: retransmits the current flight (doubling the timeout up to its ceiling,
     /// RFC 6347 §4.2.4.1) or fails the handshake once its total timeout passed (with the
-    /// reason seen, [`failure_reason`](Self::failure_reason), else `Error::Timeout`), or once a plaintext
-    /// fatal alert was followed by silence for long enough (see the `stall` module).
+    /// reason seen, [`failure_reason`](Self::failure_reason), else `Error::Timeout`), or
+    /// once a plaintext fatal alert was followed by silence for long enough (see the `stall`
+    /// module). A peer flight taken in plaintext whose signature has not come by now is
+    /// undone: the retransmission brings it again.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
         if self.handshake_deadline.is_some_and(|d| now >= d) {
             let e = self.stall.reason().cloned().unwrap_or(Error::Timeout);
