@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use callsec_dtls::{
-    Certificate, CipherSuite, Config, Connected, Connection, Error, Event, ExtendedMasterSecret,
-    Fingerprint,
+    AlertDescription, Certificate, CipherSuite, Config, Connected, Connection, Error, Event,
+    ExtendedMasterSecret, Fingerprint,
 };
 use callsec_srtp::ProtectionProfile;
 use rand_chacha::ChaCha20Rng;
@@ -349,7 +349,8 @@ fn without_extended_master_secret_when_only_preferred() {
 /// handshake never completes, in both roles (RFC 7627 §5.3, §5.4). As server, callsec refuses
 /// the ClientHello (its cookie proved the sender) with handshake_failure; as client it
 /// discards the plaintext ServerHello (a spoofer could have sent it) and the handshake ends
-/// by its total timeout, with the refusal as the recorded reason.
+/// by its total timeout (here 2 s, before three rounds of refusals could end it), with the
+/// refusal as its error.
 #[test]
 fn without_extended_master_secret_when_required_is_refused() {
     for callsec_is_client in [true, false] {
@@ -412,7 +413,7 @@ fn without_extended_master_secret_when_required_is_refused() {
         }
         if callsec_is_client {
             assert!(
-                matches!(closed, Some(Some(Error::Timeout))),
+                matches!(closed, Some(Some(Error::PeerIncompatible(_)))),
                 "client: {closed:?}"
             );
             assert!(
@@ -427,5 +428,139 @@ fn without_extended_master_secret_when_required_is_refused() {
             );
         }
         assert!(!rt.block_on(webrtc).unwrap(), "webrtc-dtls connected");
+    }
+}
+
+/// Who refuses the other's certificate in [`wrong_certificate`].
+#[derive(Debug, Clone, Copy)]
+enum Refuses {
+    /// callsec expects another fingerprint than webrtc-dtls's certificate has.
+    Callsec,
+    /// webrtc-dtls refuses callsec's certificate (its `verify_peer_certificate` says no).
+    Webrtc,
+}
+
+fn refuse_every_certificate(
+    _: &[Vec<u8>],
+    _: &[rustls_pki_types::CertificateDer<'static>],
+) -> Result<(), webrtc_dtls::Error> {
+    Err(webrtc_dtls::Error::Other(
+        "not the certificate in SDP".into(),
+    ))
+}
+
+/// A wrong certificate (issue 17) against webrtc-dtls: both sides end with a reason long
+/// before callsec's 60 s handshake timeout. Returns callsec's `Closed` error and how
+/// webrtc-dtls's handshake ended (`Some(error)`: it failed; `None`: it timed out after
+/// 20 s or connected).
+fn wrong_certificate(callsec_is_client: bool, refuses: Refuses) -> (Option<Error>, Option<String>) {
+    let rt = runtime();
+    let (w_cert, w_fp) = webrtc_certificate();
+    let mut rng = ChaCha20Rng::seed_from_u64(90);
+    let mut config = Config::new(Certificate::generate(&mut rng));
+    // A shorter first retransmission timeout keeps the test short: the silence that follows
+    // webrtc-dtls's alert is then judged after 0.25 + 0.5 + 1 s rather than 1 + 2 + 4 s.
+    config.initial_retransmit_timeout = Duration::from_millis(250);
+    let config = Arc::new(config);
+    let expected = match refuses {
+        Refuses::Callsec => Fingerprint::from_bytes([9; 32]),
+        Refuses::Webrtc => w_fp,
+    };
+    let (ours, theirs_std) = socket_pair();
+    let peer_addr = theirs_std.local_addr().unwrap();
+    let webrtc = rt.spawn(async move {
+        let sock = tokio::net::UdpSocket::from_std(theirs_std).unwrap();
+        let mut config = w_config(
+            w_cert,
+            CipherSuite::EcdheEcdsaAes128GcmSha256,
+            ProtectionProfile::AeadAes128Gcm,
+            ExtendedMasterSecretType::Require,
+        );
+        if matches!(refuses, Refuses::Webrtc) {
+            config.verify_peer_certificate = Some(Arc::new(refuse_every_certificate));
+        }
+        let res = tokio::time::timeout(
+            Duration::from_secs(20),
+            DTLSConn::new(Arc::new(sock), config, !callsec_is_client, None),
+        )
+        .await;
+        match res {
+            Ok(Err(e)) => Some(e.to_string()),
+            Ok(Ok(_)) | Err(_) => None,
+        }
+    });
+    let mut conn = if callsec_is_client {
+        Connection::client(config, &[expected], Instant::now(), &mut rng).unwrap()
+    } else {
+        Connection::server(config, &[expected], peer_addr, &mut rng).unwrap()
+    };
+    ours.set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 65536];
+    let mut closed = None;
+    while Instant::now() < end && closed.is_none() {
+        while let Some(d) = conn.poll_transmit() {
+            let _ = ours.send(&d);
+        }
+        while let Some(e) = conn.poll_event() {
+            match e {
+                Event::Connected(_) => panic!("connected with a refused certificate"),
+                Event::Closed { error } => closed = Some(error),
+                _ => {}
+            }
+        }
+        match ours.recv(&mut buf) {
+            Ok(n) => {
+                let _ = conn.handle_datagram(Instant::now(), &buf[..n]);
+            }
+            Err(_) => {
+                let _ = conn.handle_timeout(Instant::now());
+            }
+        }
+    }
+    // The fatal alert goes out.
+    while let Some(d) = conn.poll_transmit() {
+        let _ = ours.send(&d);
+    }
+    let closed = closed.expect("callsec ended within 20 s");
+    (closed, rt.block_on(webrtc).unwrap())
+}
+
+/// callsec refuses webrtc-dtls's certificate: after refusals in three retransmission rounds
+/// it fails with bad_certificate, and its alert ends webrtc-dtls's handshake too (which
+/// would otherwise retransmit until the 20 s limit).
+#[test]
+fn callsec_refusing_a_wrong_certificate_tells_webrtc_dtls() {
+    for callsec_is_client in [true, false] {
+        let (ours, theirs) = wrong_certificate(callsec_is_client, Refuses::Callsec);
+        assert_eq!(
+            ours,
+            Some(Error::BadCertificate("fingerprint mismatch")),
+            "callsec client {callsec_is_client}"
+        );
+        assert!(
+            theirs.is_some(),
+            "webrtc-dtls did not fail: {callsec_is_client}"
+        );
+    }
+}
+
+/// webrtc-dtls refuses callsec's certificate and sends bad_certificate, in plaintext: callsec
+/// keeps it as the reason and, once silence followed it, ends with it well before its 60 s
+/// handshake timeout (the 20 s limit here).
+#[test]
+fn webrtc_dtls_refusing_our_certificate_gives_callsec_the_reason() {
+    for callsec_is_client in [true, false] {
+        let (ours, theirs) = wrong_certificate(callsec_is_client, Refuses::Webrtc);
+        assert_eq!(
+            ours,
+            Some(Error::AlertReceived(AlertDescription::BAD_CERTIFICATE)),
+            "callsec client {callsec_is_client}"
+        );
+        assert!(
+            theirs.is_some(),
+            "webrtc-dtls did not fail: {callsec_is_client}"
+        );
     }
 }

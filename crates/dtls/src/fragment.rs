@@ -13,6 +13,14 @@
 //! ones. A conflicting fragment replaces what was buffered (the peer's retransmission
 //! replaces a spoofer's bytes in turn), and when the buffer is full, plaintext fragments
 //! further ahead are evicted first.
+//!
+//! Every fragment is tagged with the datagram it came in ([`Reassembler::begin_datagram`]).
+//! When the connection takes the first message of a peer flight, plaintext messages of that
+//! flight buffered from earlier datagrams are dropped ([`Reassembler::drop_earlier`]): a
+//! flight's later messages are tied to the datagrams that carry its first message or follow
+//! it, so that nothing planted ahead of the flight at a predictable message_seq can stand in
+//! for the genuine message. Every buffered fragment thrown away (replaced, evicted, dropped
+//! so) is counted once ([`Reassembler::superseded`]).
 
 use crate::error::Error;
 use crate::handshake::{HandshakeType, HsHeader};
@@ -58,10 +66,12 @@ struct Partial {
     have: Vec<u64>,
     filled: usize,
     fragments: u16,
+    /// The datagram that brought its first fragment.
+    datagram: u64,
 }
 
 impl Partial {
-    fn new(h: &HsHeader, epoch: u16) -> Self {
+    fn new(h: &HsHeader, epoch: u16, datagram: u64) -> Self {
         let length = h.length as usize;
         Self {
             msg_type: h.msg_type,
@@ -71,6 +81,7 @@ impl Partial {
             have: vec![0; length.div_ceil(64)],
             filled: 0,
             fragments: 0,
+            datagram,
         }
     }
 
@@ -101,6 +112,10 @@ pub(crate) struct Reassembler {
     next_seq: u16,
     partial: Vec<Partial>,
     buffered: usize,
+    /// The datagram being read (a counter).
+    datagram: u64,
+    /// Fragments buffered and later thrown away without being delivered.
+    superseded: u64,
 }
 
 impl Reassembler {
@@ -109,12 +124,50 @@ impl Reassembler {
         self.next_seq
     }
 
+    /// Fragments that were buffered and then thrown away undelivered: replaced by a
+    /// conflicting plaintext fragment, evicted to make room, dropped because they came before
+    /// the first message of their flight ([`drop_earlier`](Self::drop_earlier)), or left in
+    /// the slot of a message_seq delivered from the other epoch. Each counts once.
+    pub(crate) fn superseded(&self) -> u64 {
+        self.superseded
+    }
+
+    /// Fragments inserted from now on came in a new datagram.
+    pub(crate) fn begin_datagram(&mut self) {
+        self.datagram = self.datagram.wrapping_add(1);
+    }
+
+    /// The first message of a peer flight, `seq`, was taken from the current datagram: drops
+    /// the plaintext messages after it that started in earlier datagrams. The genuine flight
+    /// brings its later messages with or after its first one (a genuine flight that was
+    /// reordered is resent whole by the peer, RFC 6347 §4.2.4); bytes that came before it at
+    /// a predictable message_seq are, at best, a planted guess.
+    pub(crate) fn drop_earlier(&mut self, seq: u16) {
+        let mut i = 0;
+        while i < self.partial.len() {
+            let p = &self.partial[i];
+            if p.epoch == 0 && p.seq > seq && p.datagram != self.datagram {
+                self.discard(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Expects `seq` next again: the messages from `seq` on that the handshake took were
+    /// undone (a later message of their flight was refused), so their slots are open for the
+    /// genuine ones (which come again with the peer's retransmission).
+    pub(crate) fn rewind(&mut self, seq: u16) {
+        self.next_seq = seq;
+    }
+
     /// Forgets everything and expects `seq` next (a server whose ClientHello with a valid
     /// cookie has this message_seq).
     pub(crate) fn resync(&mut self, seq: u16) {
         self.next_seq = seq;
-        self.partial.clear();
-        self.buffered = 0;
+        while !self.partial.is_empty() {
+            self.discard(0);
+        }
     }
 
     /// Adds one fragment. Errors (only for `trusted` fragments) are protocol violations:
@@ -173,7 +226,7 @@ impl Reassembler {
             Some(i) => {
                 // Plaintext that contradicts plaintext: the latest wins, so a genuine
                 // retransmission always displaces a spoofer's bytes.
-                self.remove(i);
+                self.discard(i);
                 self.add(h, epoch, trusted)?
             }
             None => self.add(h, epoch, trusted)?,
@@ -187,7 +240,9 @@ impl Reassembler {
             if trusted {
                 return Err(Error::LimitExceeded("too many fragments"));
             }
-            self.remove(idx);
+            // This fragment is the caller's to count (`Dropped`); the others are counted here.
+            let p = self.remove(idx);
+            self.superseded += u64::from(p.fragments - 1);
             return Ok(Inserted::Dropped);
         }
         if !p.fill(offset, data) {
@@ -195,7 +250,9 @@ impl Reassembler {
             if trusted {
                 return Err(Error::IllegalParameter("overlapping fragments disagree"));
             }
-            self.remove(idx);
+            // The earlier fragments are replaced; this one starts the message anew.
+            let p = self.remove(idx);
+            self.superseded += u64::from(p.fragments - 1);
             let Some(idx) = self.add(h, epoch, trusted)? else {
                 return Ok(Inserted::Dropped);
             };
@@ -235,7 +292,7 @@ impl Reassembler {
         let mut i = 0;
         while i < self.partial.len() {
             if self.partial[i].seq <= seq {
-                self.remove(i);
+                self.discard(i);
             } else {
                 i += 1;
             }
@@ -246,6 +303,12 @@ impl Reassembler {
         let p = self.partial.swap_remove(idx);
         self.buffered -= p.body.len();
         p
+    }
+
+    /// Removes a partial message undelivered, counting its fragments as superseded.
+    fn discard(&mut self, idx: usize) {
+        let p = self.remove(idx);
+        self.superseded += u64::from(p.fragments);
     }
 
     /// Makes room for and adds an empty partial message; `None` when an untrusted one does
@@ -263,7 +326,7 @@ impl Reassembler {
                 .map(|(i, _)| i);
             match victim {
                 Some(i) if epoch != 0 || !trusted => {
-                    self.remove(i);
+                    self.discard(i);
                 }
                 _ if trusted => {
                     return Err(Error::LimitExceeded("too many buffered handshake bytes"));
@@ -272,7 +335,7 @@ impl Reassembler {
             }
         }
         self.buffered += length;
-        self.partial.push(Partial::new(h, epoch));
+        self.partial.push(Partial::new(h, epoch, self.datagram));
         Ok(Some(self.partial.len() - 1))
     }
 }
@@ -443,6 +506,37 @@ mod tests {
         }
         r.insert(&hdr(0, 12, 0, 12), 1, &[4; 12], true).unwrap();
         assert_eq!(r.take(1, 0).unwrap().body, vec![4; 12]);
+    }
+
+    #[test]
+    fn messages_from_before_the_first_of_their_flight_are_dropped_and_counted() {
+        let mut r = Reassembler::default();
+        // Datagram 1: a planted message at seq 3, and half of one at seq 2.
+        r.begin_datagram();
+        r.insert(&hdr(3, 4, 0, 4), 0, b"plnt", false).unwrap();
+        r.insert(&hdr(2, 4, 0, 2), 0, b"pl", false).unwrap();
+        // Datagram 2: the flight's first message (seq 0) and its second (seq 1).
+        r.begin_datagram();
+        r.insert(&hdr(0, 1, 0, 1), 0, b"a", false).unwrap();
+        let first = pop(&mut r).unwrap();
+        r.drop_earlier(first.seq);
+        assert_eq!(r.superseded(), 2);
+        r.insert(&hdr(1, 1, 0, 1), 0, b"b", false).unwrap();
+        r.drop_earlier(0);
+        assert_eq!(pop(&mut r).unwrap().body, b"b", "same datagram: kept");
+        assert!(r.take(0, 5).is_none(), "the planted ones are gone");
+        // Their slots take the genuine messages.
+        r.insert(&hdr(2, 1, 0, 1), 0, b"c", false).unwrap();
+        assert_eq!(pop(&mut r).unwrap().body, b"c");
+        // A conflict replaces and counts the replaced fragments (two here).
+        r.insert(&hdr(3, 6, 0, 2), 0, b"xx", false).unwrap();
+        r.insert(&hdr(3, 6, 2, 2), 0, b"yy", false).unwrap();
+        r.insert(&hdr(3, 6, 0, 2), 0, b"zz", false).unwrap();
+        assert_eq!(r.superseded(), 4);
+        // Rewinding reopens the slots taken since.
+        r.rewind(1);
+        r.insert(&hdr(1, 1, 0, 1), 0, b"B", false).unwrap();
+        assert_eq!(pop(&mut r).unwrap().body, b"B");
     }
 
     #[test]

@@ -48,15 +48,28 @@
 //! # Spoofed datagrams
 //!
 //! Until the Finished messages, a handshake travels in plaintext that anyone who can spoof
-//! the peer's address can forge. Such input never ends or stalls a handshake (RFC 6347
+//! the peer's address can forge. One such datagram never ends a handshake (RFC 6347
 //! §4.1.2.7: invalid records are discarded, preserving the association): a plaintext message
 //! that does not parse, comes out of order or is refused is discarded, its message_seq stays
 //! open for the genuine one ([`Connection::last_discarded`] says why); plaintext alerts and
-//! ChangeCipherSpecs are ignored; only authenticated records move a replay window; a message
-//! that must come encrypted is only taken from its epoch. Refusals with an alert are kept for
-//! input whose sender is known: a server's ClientHello (its cookie proved the address, or the
-//! caller vouched for it) and authenticated records. A genuinely incompatible peer therefore
-//! shows up, on the side that received the plaintext refusal, as a handshake timeout.
+//! ChangeCipherSpecs are not acted on; only authenticated records move a replay window; a
+//! message that must come encrypted is only taken from its epoch. Forgeries cannot displace
+//! the genuine flight: messages buffered before the first message of their flight are
+//! dropped when it comes, and a flight taken in plaintext is undone if the signature that
+//! covers it fails. Refusals with an alert at once are kept for input whose sender is known:
+//! a server's ClientHello (its cookie proved the address, or the caller vouched for it) and
+//! authenticated records.
+//!
+//! A genuinely refused peer (a certificate that does not match the SDP fingerprint, an
+//! incompatible hello) repeats its refused flight at every retransmission: once refusals came
+//! in three distinct retransmission rounds, with nothing new from the peer in between, the
+//! handshake fails with the refusal as its error (for a wrong certificate
+//! [`Error::BadCertificate`], about 3 s after the first refusal with the default timers) and
+//! the refusal's fatal alert goes to the peer. The refused side keeps a plaintext fatal alert
+//! as its reason and ends, with [`Error::AlertReceived`], once silence followed it and the
+//! handshake made no progress for three rounds (about 7 s). A handshake that reaches its total
+//! timeout fails with the reason seen, if any ([`Connection::failure_reason`]), else
+//! [`Error::Timeout`].
 #![forbid(unsafe_code)]
 
 mod cert;

@@ -1074,15 +1074,20 @@ fn repeated_hello_verify_requests() {
             22,
             0,
             u64::from(seq),
-            &message(3, seq, &[0xfe, 0xff, 4, 1, 2, 3, 4]),
+            &message(3, seq, &[0xfe, 0xff, 4, seq as u8, 2, 3, 4]),
         )
     };
     // Each new HelloVerifyRequest gets exactly one new ClientHello (no amplification);
-    // a duplicate gets nothing.
+    // a duplicate gets nothing, nor does one at another message_seq with the cookie the
+    // last ClientHello carried (HelloVerifyRequests take no message_seq).
     for seq in 0..4u16 {
         c.handle_datagram(Instant::now(), &hvr(seq)).unwrap();
         assert_eq!(drain(&mut c).len(), 1);
         c.handle_datagram(Instant::now(), &hvr(seq)).unwrap();
+        assert!(drain(&mut c).is_empty());
+        let mut same_cookie = hvr(seq);
+        same_cookie[13 + 5] += 1;
+        c.handle_datagram(Instant::now(), &same_cookie).unwrap();
         assert!(drain(&mut c).is_empty());
     }
     // The fifth is not followed (nor is the client closed: it could be a spoofer's).
@@ -1123,7 +1128,7 @@ fn truncated_hello_verify_request_is_discarded() {
 fn a_wrong_fingerprint_never_connects_on_either_side() {
     // The certificate arrives in plaintext, so a mismatch could be a spoofer's: it is
     // discarded (bad_certificate kept as the reason), the handshake never completes, no key
-    // leaves, and the total timeout ends it.
+    // leaves. (How a refused handshake ends early: tests/refused_peer.rs.)
     for client_side in [true, false] {
         let (cc, sc) = callsec_tests::pair::configs(50, |_| {});
         let mut rng = ChaCha20Rng::seed_from_u64(50);
@@ -1163,9 +1168,19 @@ fn a_wrong_fingerprint_never_connects_on_either_side() {
                     .is_err()
             );
         }
+        // All of it in one retransmission round: too little evidence to end early. At the
+        // total timeout the side that refused says why; the other, which heard nothing,
+        // times out.
         let deadline = now + cc.handshake_timeout;
-        assert_eq!(client.handle_timeout(deadline), Err(Error::Timeout));
-        assert!(client.is_closed());
+        let refused = Err(Error::BadCertificate("fingerprint mismatch"));
+        let (c, s) = if client_side {
+            (refused, Err(Error::Timeout))
+        } else {
+            (Err(Error::Timeout), refused)
+        };
+        assert_eq!(client.handle_timeout(deadline), c);
+        assert_eq!(server.handle_timeout(deadline), s);
+        assert!(client.is_closed() && server.is_closed());
     }
 }
 
@@ -1213,15 +1228,17 @@ fn server_key_exchange_signature_covers_randoms_and_params() {
         still_works(p, true, &[genuine]);
     }
     // A ServerHello with another server_random parses and is taken; the signature over the
-    // randoms then fails on every ServerKeyExchange, genuine or not. A spoofer who wins the
-    // race with a well-formed ServerHello can stall a handshake (never complete it): the
-    // limit of unauthenticated plaintext, which the Finished exchange would catch anyway.
+    // randoms then fails on the ServerKeyExchange. That undoes the flight taken so far
+    // (ServerHello, Certificate): the genuine flight, when it comes, is taken whole. (It used
+    // to stall the handshake: a spoofer who won the race with a well-formed ServerHello made
+    // every genuine ServerKeyExchange fail.)
     let (mut p, mut f4) = pair_at_flight4(103);
     let genuine = reassemble(&f4);
     let sh = f4.iter_mut().find(|r| hs_type(r) == 2).unwrap();
     sh.3[12 + 2 + 7] ^= 1;
     let res = p.client.handle_datagram(p.now, &reassemble(&f4));
     assert_discarded(&mut p.client, res, |e| matches!(e, Error::DecryptError(_)));
-    p.client.handle_datagram(p.now, &genuine).unwrap();
-    assert!(!p.client.is_connected() && !p.client.is_closed());
+    // The ServerKeyExchange refused, the ServerHello and Certificate undone.
+    assert_eq!(p.client.stats().discarded_messages, 3);
+    still_works(p, true, &[genuine]);
 }

@@ -2,13 +2,21 @@
 //! are discarded, "thus preserving the association"). Over 1000 seeds, both roles and both
 //! suites, a few attacker datagrams land at random points of the handshake: random bytes,
 //! and well-formed plaintext or epoch-1 records with random epoch, sequence number, content
-//! type, handshake message type, message_seq and fragment fields. The handshake must still
-//! complete, with matching keys, within the normal retransmission schedule.
+//! type, handshake message type, message_seq and fragment fields. Besides, one or two
+//! valid-looking handshake messages (any a spoofer can forge without a secret: a
+//! HelloVerifyRequest, a ServerHello, someone's Certificate, a ServerKeyExchange or
+//! CertificateVerify that cannot verify, a CertificateRequest, a ServerHelloDone, a
+//! ClientKeyExchange) are planted at the predictable message_seq of a message of the peer's
+//! flight, mostly ahead of that flight (issue 17). The handshake must still complete, with
+//! matching keys, within the normal retransmission schedule.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
 use callsec_dtls::CipherSuite;
+
+#[path = "support/forge.rs"]
+mod forge;
 use callsec_tests::pair::{Netem, Pair};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -119,6 +127,48 @@ impl Attacker {
         d
     }
 
+    /// One plaintext record carrying a valid-looking message that the side receiving it
+    /// (`to_server`) could take from its peer, at a message_seq the genuine flights use (0 to
+    /// 5 covers them with and without the cookie exchange).
+    fn planted(&mut self, to_server: bool) -> Vec<u8> {
+        let (msg_type, body) = if to_server {
+            match self.below(3) {
+                0 => (11u8, forge::certificate(u64::from(self.below(64)))),
+                1 => (16, forge::client_key_exchange()),
+                _ => (15, forge::certificate_verify()),
+            }
+        } else {
+            match self.below(7) {
+                0 => {
+                    let n = self.pick(&[0usize, 4, 32]);
+                    (3, forge::hello_verify_request(&self.bytes(n)))
+                }
+                1 => {
+                    let mut random = [0; 32];
+                    self.0.fill_bytes(&mut random);
+                    (2, forge::server_hello(random, self.pick(&[0xc02b, 0xc00a])))
+                }
+                2 => (11, forge::certificate(u64::from(self.below(64)))),
+                3 => (12, forge::server_key_exchange()),
+                4 => (13, forge::certificate_request()),
+                _ => (14, Vec::new()),
+            }
+        };
+        let seq = self.below(6) as u16;
+        let len = (body.len() as u32).to_be_bytes();
+        let mut f = vec![msg_type];
+        f.extend_from_slice(&len[1..]);
+        f.extend_from_slice(&seq.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0]);
+        f.extend_from_slice(&len[1..]);
+        f.extend_from_slice(&body);
+        let mut d = vec![22, 0xfe, 0xfd, 0, 0];
+        d.extend_from_slice(&self.record_seq().to_be_bytes()[2..]);
+        d.extend_from_slice(&(f.len() as u16).to_be_bytes());
+        d.extend_from_slice(&f);
+        d
+    }
+
     fn datagram(&mut self) -> Vec<u8> {
         if self.below(5) == 0 {
             let n = self.below(300) as usize;
@@ -132,20 +182,29 @@ impl Attacker {
     }
 }
 
-/// One handshake with `attacks` spoofed datagrams, each at a random step, to the client or the
-/// server. Returns what went wrong, if anything.
+/// One handshake with `attacks` spoofed datagrams, each at a random step, and `plants`
+/// planted messages, each at one of the first four steps (the genuine flights 4 and 5 come
+/// at steps 2 to 4: the plants mostly precede them), to the client or the server. Returns
+/// what went wrong, if anything.
 fn attacked_handshake(seed: u64) -> Result<Duration, String> {
     let suite = CipherSuite::ALL[(seed % 2) as usize];
     let attack_server = (seed / 2) % 2 == 1;
     let mut a = Attacker(ChaCha20Rng::seed_from_u64(seed ^ 0xa77ac4));
     let mut p = Pair::new(seed, Netem::default(), |c| c.cipher_suites = vec![suite]);
     let attacks = 1 + a.below(3);
-    let mut at: Vec<u32> = (0..attacks).map(|_| a.below(8)).collect();
+    let plants = 1 + a.below(2);
+    // (step, whether a planted message).
+    let mut at: Vec<(u32, bool)> = (0..attacks).map(|_| (a.below(8), false)).collect();
+    at.extend((0..plants).map(|_| (a.below(4), true)));
     at.sort_unstable();
     for step in 0..10_000 {
-        while at.first() == Some(&step) {
-            at.remove(0);
-            let d = a.datagram();
+        while at.first().is_some_and(|(s, _)| *s == step) {
+            let (_, plant) = at.remove(0);
+            let d = if plant {
+                a.planted(attack_server)
+            } else {
+                a.datagram()
+            };
             p.inject(attack_server, d);
         }
         let done = p.client.is_connected() && p.server.is_connected();
@@ -159,7 +218,7 @@ fn attacked_handshake(seed: u64) -> Result<Duration, String> {
     p.deliver();
     let who = if attack_server { "server" } else { "client" };
     let why = format!(
-        "seed {seed} {suite:?}, {attacks} datagrams to the {who}: client {:?} {:?}, server {:?} {:?}",
+        "seed {seed} {suite:?}, {attacks} datagrams and {plants} plants to the {who}: client {:?} {:?}, server {:?} {:?}",
         p.client.last_discarded(),
         p.client_errors,
         p.server.last_discarded(),

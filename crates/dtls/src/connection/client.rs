@@ -11,6 +11,11 @@ pub(super) struct ClientStart {
     pub(super) hello: ClientHello,
     pub(super) hello_seq: u16,
     pub(super) hello_verifies: u8,
+    /// The cookie of each ClientHello sent, by message_seq: the ServerHello
+    /// carries the message_seq of the ClientHello it answers (RFC 6347 §4.2.2), which
+    /// need not be the last one if a HelloVerifyRequest was forged (at most
+    /// [`MAX_HELLO_VERIFY`] + 1 entries).
+    pub(super) cookies: Vec<(u16, Vec<u8>)>,
 }
 
 pub(super) fn client_server_key_exchange(
@@ -48,6 +53,12 @@ impl Connection {
         if hvr.server_version != DTLS12 && hvr.server_version != DTLS10 {
             return Err(Error::ProtocolVersion);
         }
+        // HelloVerifyRequests take no message_seq (`Connection::accepted`), so the
+        // ServerHello answering any ClientHello sent can still come; one with the cookie
+        // already sent is a copy: nothing new to send (RFC 6347 §4.2.1).
+        if hvr.cookie == c.hello.cookie {
+            return Ok(State::ClientHelloSent(c));
+        }
         if c.hello_verifies >= MAX_HELLO_VERIFY {
             return Err(Error::UnexpectedMessage("too many HelloVerifyRequests"));
         }
@@ -56,6 +67,7 @@ impl Connection {
         // RFC 6347 §4.2.1: resend the same ClientHello with the cookie, as a new message.
         c.hello.cookie = hvr.cookie;
         c.hello_seq = self.take_send_seq();
+        c.cookies.push((c.hello_seq, c.hello.cookie.clone()));
         self.flight = vec![OutMsg::Handshake {
             msg_type: HandshakeType::CLIENT_HELLO,
             seq: c.hello_seq,
@@ -113,12 +125,20 @@ impl Connection {
         let ClientStart {
             mut hs,
             ecdh,
-            hello,
-            hello_seq,
+            mut hello,
+            mut hello_seq,
+            cookies,
             ..
         } = *c;
         hs.server_random = sh.random;
-        // The transcript starts at the ClientHello that got this answer (RFC 6347 §4.2.6).
+        // The transcript starts at the ClientHello that got this answer (RFC 6347 §4.2.6),
+        // the one whose message_seq it carries (a server that does not echo it answered the
+        // last); our messages continue after it.
+        if let Some((seq, cookie)) = cookies.into_iter().find(|(seq, _)| *seq == msg.seq) {
+            hello.cookie = cookie;
+            hello_seq = seq;
+            self.next_send_seq = seq.wrapping_add(1);
+        }
         hs.add(HandshakeType::CLIENT_HELLO, hello_seq, &hello.write());
         hs.add(msg.msg_type, msg.seq, &msg.body);
         Ok(State::ClientExpectCertificate(Box::new(Negotiated {

@@ -117,7 +117,10 @@ impl Connection {
         self.flush(&mut dgram);
         self.flight = flight;
         if arm_timer {
+            // A new flight (retransmissions do not arm the timer here): the peer's answer
+            // starts with the next message the handshake takes.
             self.retransmit_at = Some(now + self.rto);
+            self.awaiting_flight = true;
         }
     }
 

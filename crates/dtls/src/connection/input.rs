@@ -5,6 +5,13 @@
 #[allow(clippy::wildcard_imports)]
 use super::*;
 
+/// A peer flight taken in plaintext so far: the state before its first message, and that
+/// message's message_seq.
+pub(super) struct Provisional {
+    state: State,
+    seq: u16,
+}
+
 impl Connection {
     pub(super) fn handle_record(&mut self, now: Instant, rec: &Record<'_>) -> Result<(), Error> {
         // RFC 6347 §4.1: version FEFD, or FEFF in a first ClientHello.
@@ -62,18 +69,26 @@ impl Connection {
                     self.stats.dropped_records += 1;
                 } else if authenticated && !connected {
                     return Err(Error::UnexpectedMessage("ChangeCipherSpec in epoch 1"));
+                } else {
+                    self.stats.ignored_change_cipher_specs += 1;
                 }
                 Ok(())
             }
-            // Plaintext alerts are never acted on: anyone who can spoof the peer's address
-            // could end a handshake or an association with one. Zero-length alerts are
-            // dropped as malformed records.
+            // Plaintext alerts are never acted on at once: anyone who can spoof the peer's
+            // address could end a handshake or an association with one. During the handshake
+            // a fatal one is kept as the reason the handshake may end with (`Stall`).
+            // Zero-length alerts are dropped as malformed records.
             ContentType::ALERT => {
                 if plaintext.is_empty() {
                     self.stats.dropped_records += 1;
                     Ok(())
                 } else if !authenticated {
                     self.stats.discarded_messages += 1;
+                    if let [2, desc] = plaintext[..]
+                        && !connected
+                    {
+                        self.stall.alert(AlertDescription(desc));
+                    }
                     Ok(())
                 } else {
                     self.handle_alert(&plaintext)
@@ -173,21 +188,36 @@ impl Connection {
     /// discarded, preserving the association). Only the ClientHello at a server (whose
     /// cookie proved the sender receives at the address, or whose address the caller
     /// vouched for) and authenticated messages are refused with an alert.
+    ///
+    /// Unauthenticated bytes must not displace what the genuine flight brings. Three rules
+    /// keep a forgery taken in place of a genuine message from stalling the handshake:
+    /// - the first message of a peer flight ties the flight to its datagram: plaintext
+    ///   messages of the flight buffered from earlier datagrams, such as one planted ahead
+    ///   at the predictable message_seq of a later message, are dropped
+    ///   (`Reassembler::drop_earlier`);
+    /// - the messages of a flight taken in plaintext stay provisional until a signature
+    ///   covers them ([`State::is_provisional`]); if that signature is refused (a forged
+    ///   ServerHello or ClientKeyExchange taken before the genuine one makes the genuine
+    ///   signature fail), or has not come when our retransmission timer fires, the whole
+    ///   flight is undone and its slots reopen for the peer's retransmission;
+    /// - a HelloVerifyRequest takes no message_seq (`accepted`), so a forged one cannot
+    ///   keep out the ServerHello that shares it.
     fn handle_messages(&mut self, now: Instant, record_seq: u64) -> Result<(), Error> {
         while let Some((epoch, max_seq)) = self.state.expects(self.reassembler.next_seq()) {
             let Some(msg) = self.reassembler.take(epoch, max_seq) else {
                 return Ok(());
             };
             let seq = msg.seq;
+            let msg_type = msg.msg_type;
             let trusted = msg.epoch == 1 || matches!(self.state, State::ServerExpectClientHello(_));
             let before = (!trusted).then(|| self.state.clone());
+            let starts_flight = std::mem::take(&mut self.awaiting_flight);
             match self.handle_message(now, msg, record_seq) {
-                Ok(()) => self.reassembler.accept(seq),
+                Ok(()) => self.accepted(seq, msg_type, starts_flight, before),
                 Err(e) => match before {
                     Some(state) => {
-                        self.state = state;
-                        self.stats.discarded_messages += 1;
-                        self.last_discarded = Some(e);
+                        self.awaiting_flight = starts_flight;
+                        self.refused(state, e)?;
                     }
                     None => return Err(e),
                 },
@@ -197,6 +227,66 @@ impl Connection {
             }
         }
         Ok(())
+    }
+
+    /// The handshake took the peer's message `seq` of type `msg_type`; `starts_flight`: it is
+    /// the first of the peer's flight, `before`: the state before it, if it came in
+    /// plaintext.
+    fn accepted(
+        &mut self,
+        seq: u16,
+        msg_type: HandshakeType,
+        starts_flight: bool,
+        before: Option<State>,
+    ) {
+        // A HelloVerifyRequest is stateless and outside the transcript (RFC 6347 §4.2.1): it
+        // takes no message_seq, which the ServerHello answering the same ClientHello
+        // shares. A forged one taken first then cannot keep the genuine ServerHello out.
+        if msg_type != HandshakeType::HELLO_VERIFY_REQUEST {
+            self.reassembler.accept(seq);
+        }
+        if starts_flight {
+            self.reassembler.drop_earlier(seq);
+            self.provisional = before.map(|state| Box::new(Provisional { state, seq }));
+        }
+        if !self.state.is_provisional() {
+            self.provisional = None;
+        }
+        self.stall.progress(seq);
+    }
+
+    /// A plaintext message was refused with `e` in state `before`: discarded, the
+    /// state restored (and a provisional flight undone if a signature over it failed);
+    /// ends the handshake if the refusals show it cannot complete (`Stall`).
+    fn refused(&mut self, before: State, e: Error) -> Result<(), Error> {
+        self.stats.discarded_messages += 1;
+        self.state = before;
+        if matches!(e, Error::DecryptError(_)) {
+            self.undo_provisional();
+        }
+        self.last_discarded = Some(e.clone());
+        match self.stall.refused(e) {
+            Some(end) => Err(end),
+            None => Ok(()),
+        }
+    }
+
+    /// Undoes the peer flight taken so far in plaintext, if its signature has not come yet:
+    /// back to the state before its first message, whose message_seq is expected again (the
+    /// peer's retransmission brings the flight again, RFC 6347 §4.2.4). Called when the
+    /// signature over it failed, and when our retransmission timer fires before it came: a
+    /// forged first message (a ServerHello planted before a HelloVerifyRequest, say) then
+    /// holds the handshake for one round at most.
+    pub(super) fn undo_provisional(&mut self) {
+        let Some(p) = self.provisional.take() else {
+            return;
+        };
+        // The messages taken from `p.seq` on are discarded.
+        let taken = self.reassembler.next_seq().wrapping_sub(p.seq);
+        self.stats.discarded_messages += u64::from(taken);
+        self.state = p.state;
+        self.reassembler.rewind(p.seq);
+        self.awaiting_flight = true;
     }
 
     /// A handshake record after the handshake: repeats of the peer's last flight make the

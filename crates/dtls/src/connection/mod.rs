@@ -25,14 +25,16 @@
 //! what is valid then, nothing optional; the server's cookie exchange lives in its first
 //! state); `input` the record layer's dispatch and which message each state takes in which
 //! epoch; `client` and `server` the steps of each role, `flight` our flights and their
-//! retransmission, `keys` the transcript, ECDHE, master secret and key installation. The submodules take
-//! this module's imports with `use super::*`.
+//! retransmission, `keys` the transcript, ECDHE, master secret and key installation, `stall`
+//! when a handshake that makes no progress ends early and why. The submodules take this
+//! module's imports with `use super::*`.
 
 mod client;
 mod flight;
 mod input;
 mod keys;
 mod server;
+mod stall;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -47,8 +49,10 @@ use zeroize::Zeroizing;
 
 use self::client::*;
 use self::flight::*;
+use self::input::Provisional;
 use self::keys::*;
 use self::server::*;
+use self::stall::*;
 use crate::cert::{Fingerprint, public_key_of};
 use crate::codec::Reader;
 use crate::config::{CipherSuite, Config, ExtendedMasterSecret};
@@ -121,7 +125,12 @@ pub enum Event {
         description: AlertDescription,
     },
     /// The connection is closed: by close_notify (`error: None`), by a fatal alert either way,
-    /// or by a handshake timeout.
+    /// or by a handshake that could not complete. A handshake whose peer flights were refused
+    /// (in plaintext) ends with the refusal, for example `Error::BadCertificate` when the
+    /// peer's certificate does not match the expected fingerprint, and one that got a
+    /// plaintext fatal alert with `Error::AlertReceived`: early, once the evidence covers
+    /// several retransmission rounds (see [`Connection::last_discarded`]), or at the total
+    /// timeout. `Error::Timeout` means no such reason was seen.
     Closed {
         /// Why, unless it was an orderly close.
         error: Option<Error>,
@@ -137,10 +146,20 @@ pub struct Stats {
     /// Authenticated-epoch records dropped by the replay window.
     pub replayed_records: u64,
     /// Plaintext handshake messages discarded during the handshake because they did not
-    /// parse or were refused, and plaintext alerts ignored. Anyone who can spoof the peer's
-    /// address can send these, so they never end a handshake (see
+    /// parse or were refused, or were taken and then undone (a peer flight taken in
+    /// plaintext is undone when the signature over it is refused, or has not come when our
+    /// retransmission timer fires), and plaintext alerts ignored. Anyone who can spoof the
+    /// peer's address can send these, so one of them never ends a handshake (see
     /// [`Connection::last_discarded`]).
     pub discarded_messages: u64,
+    /// Plaintext handshake fragments that were buffered and then thrown away undelivered:
+    /// replaced by a later fragment that conflicted with them (the latest wins), evicted to
+    /// make room, or come before the first message of their flight (a flight's messages are
+    /// only taken from the datagrams that carry its first message and those after).
+    pub superseded_fragments: u64,
+    /// Well-formed ChangeCipherSpec records, all ignored: the epoch in each record header
+    /// says which keys protect it (the peer's own, in plaintext, count here too).
+    pub ignored_change_cipher_specs: u64,
     /// Flights resent because the retransmission timer fired (RFC 6347 §4.2.4.1).
     pub retransmissions: u64,
     /// Flights resent because the peer repeated its previous flight (RFC 6347 §4.2.4).
@@ -176,6 +195,13 @@ pub struct Connection {
     iv_secret: Zeroizing<[u8; 32]>,
     /// Why the last plaintext handshake message was discarded.
     last_discarded: Option<Error>,
+    /// Whether we sent a flight whose answer has not begun: the next peer message the
+    /// handshake takes starts the peer's flight.
+    awaiting_flight: bool,
+    /// The peer flight taken so far in plaintext, until a signature authenticates it.
+    provisional: Option<Box<Provisional>>,
+    /// Evidence that the handshake will not complete.
+    stall: Stall,
     stats: Stats,
 }
 
@@ -272,12 +298,15 @@ impl Keyed {
     }
 }
 
-/// Server: keys derived from the ClientKeyExchange; the client's CertificateVerify, signed
-/// with the key of the certificate it sent, is next.
+/// Server: the ClientKeyExchange arrived (in the transcript); the client's
+/// CertificateVerify, signed with the key of the certificate it sent, is next. The ECDHE
+/// agreement and the keys wait for it: until its signature verifies, the ClientKeyExchange
+/// may be a spoofer's, to be undone (`Connection::refused`) while our ECDHE key, which the
+/// `ring` provider lets be used once, stays unused.
 #[derive(Clone)]
 struct ExpectCertificateVerify {
-    k: Keyed,
-    peer_key: PeerKey,
+    c: Certified,
+    client_share: p256::PublicKey,
 }
 
 /// Handshake complete: the peer's epoch 1 and what the exporter (RFC 5705) needs, nothing
@@ -337,11 +366,24 @@ impl State {
         }
     }
 
+    /// Whether the peer messages taken so far in this state (since the first message of the
+    /// peer's current flight) are unauthenticated plaintext that a signature still to come
+    /// covers: the client's ServerKeyExchange signs both randoms (RFC 8422 §5.4) with the
+    /// certified key, the server's CertificateVerify the whole transcript (RFC 5246 §7.4.8).
+    fn is_provisional(&self) -> bool {
+        matches!(
+            self,
+            Self::ClientExpectCertificate(_)
+                | Self::ClientExpectServerKeyExchange(_)
+                | Self::ServerExpectClientKeyExchange(_)
+                | Self::ServerExpectCertificateVerify(_)
+        )
+    }
+
     /// The peer's epoch 1, in the states that installed its keys.
     fn read_epoch(&mut self) -> Option<&mut ReadEpoch> {
         match self {
             Self::ClientExpectFinished(k) | Self::ServerExpectFinished(k) => Some(&mut k.read),
-            Self::ServerExpectCertificateVerify(cv) => Some(&mut cv.k.read),
             Self::Connected(est) => Some(&mut est.read),
             _ => None,
         }
@@ -364,7 +406,7 @@ impl State {
             Self::ClientExpectFinished(k) | Self::ServerExpectFinished(k) => {
                 Some(k.peer_flight_start)
             }
-            Self::ServerExpectCertificateVerify(cv) => Some(cv.k.peer_flight_start),
+            Self::ServerExpectCertificateVerify(cv) => Some(cv.c.n.peer_flight_start),
             Self::Connected(est) => est.peer_flight_start,
             Self::ClientHelloSent(_)
             | Self::ServerExpectCookie(_)
@@ -441,6 +483,7 @@ impl Connection {
             hello,
             hello_seq: seq,
             hello_verifies: 0,
+            cookies: vec![(seq, Vec::new())],
         }));
         conn.handshake_deadline = Some(now + conn.config.handshake_timeout);
         conn.send_flight(now, true);
@@ -538,6 +581,9 @@ impl Connection {
             events: VecDeque::new(),
             iv_secret,
             last_discarded: None,
+            awaiting_flight: false,
+            provisional: None,
+            stall: Stall::default(),
             stats: Stats::default(),
         })
     }
@@ -559,15 +605,29 @@ impl Connection {
 
     /// Counters.
     pub fn stats(&self) -> Stats {
-        self.stats
+        Stats {
+            superseded_fragments: self.reassembler.superseded(),
+            ..self.stats
+        }
     }
 
     /// Why the last plaintext handshake message was discarded during the handshake (it did
-    /// not parse, came out of order, or was refused). Such messages never end a handshake,
-    /// since anyone who can spoof the peer's address can send them: a peer that really is
-    /// incompatible shows up as a handshake timeout, with this as the likely reason.
+    /// not parse, came out of order, or was refused). One such message never ends a
+    /// handshake, since anyone who can spoof the peer's address can send it. A peer that
+    /// really is refused sends its refused flight at every retransmission: once refusals
+    /// came in three distinct retransmission rounds with nothing new from the peer taken
+    /// between them, the handshake fails with the refusal (and its alert goes to the peer).
+    /// A plaintext fatal alert followed by silence ends it likewise, with
+    /// `Error::AlertReceived`. The reasoning is in the `stall` module.
     pub fn last_discarded(&self) -> Option<&Error> {
         self.last_discarded.as_ref()
+    }
+
+    /// Why the handshake would fail if it ended now: the last refusal of a plaintext message
+    /// or the last plaintext fatal alert since the peer's last new message. Reported in the
+    /// `Closed` event (instead of `Error::Timeout`) if the handshake ends.
+    pub fn failure_reason(&self) -> Option<&Error> {
+        self.stall.reason()
     }
 
     /// Processes one received datagram (which may hold several records, RFC 6347 §4.1.1).
@@ -578,6 +638,8 @@ impl Connection {
         if self.is_closed() {
             return Err(Error::Closed);
         }
+        self.reassembler.begin_datagram();
+        self.stall.heard(now);
         if !self.check_cookie(datagram) {
             return Ok(());
         }
@@ -604,12 +666,22 @@ impl Connection {
     }
 
     /// Fires timers: retransmits the current flight (doubling the timeout up to its ceiling,
-    /// RFC 6347 §4.2.4.1) or fails the handshake once its total timeout passed.
+    /// RFC 6347 §4.2.4.1) or fails the handshake once its total timeout passed (with the
+    /// reason seen, [`failure_reason`](Self::failure_reason), else `Error::Timeout`), or
+    /// once a plaintext fatal alert was followed by silence for long enough (see the `stall`
+    /// module). A peer flight taken in plaintext whose signature has not come by now is
+    /// undone: the retransmission brings it again.
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), Error> {
         if self.handshake_deadline.is_some_and(|d| now >= d) {
-            return Err(self.fail(Error::Timeout));
+            let e = self.stall.reason().cloned().unwrap_or(Error::Timeout);
+            return Err(self.fail(e));
         }
         if self.retransmit_at.is_some_and(|t| now >= t) {
+            let quiet = self.config.initial_retransmit_timeout;
+            if let Some(e) = self.stall.round_ended(now, quiet) {
+                return Err(self.fail(e));
+            }
+            self.undo_provisional();
             self.stats.retransmissions += 1;
             self.rto = (self.rto * 2).min(self.config.max_retransmit_timeout);
             self.send_flight(now, false);
@@ -753,12 +825,7 @@ impl Connection {
                 self.server_client_key_exchange(n, &msg)?
             }
             (State::ServerExpectCertificateVerify(cv), HandshakeType::CERTIFICATE_VERIFY) => {
-                // RFC 5246 §7.4.8: signature over all handshake messages so far.
-                let (scheme, sig) = read_digitally_signed(&msg.body)?;
-                verify_signature(&cv.peer_key, scheme, &sig, &cv.k.hs.transcript)?;
-                let ExpectCertificateVerify { mut k, .. } = *cv;
-                k.hs.add(msg.msg_type, msg.seq, &msg.body);
-                State::ServerExpectFinished(Box::new(k))
+                self.server_certificate_verify(cv, &msg)?
             }
             (State::ServerExpectFinished(k), HandshakeType::FINISHED) => {
                 self.server_finished(now, k, &msg)?

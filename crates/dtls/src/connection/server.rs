@@ -260,26 +260,50 @@ impl Connection {
 
     pub(super) fn server_client_key_exchange(
         &mut self,
-        c: Box<Certified>,
+        mut c: Box<Certified>,
         msg: &Message,
     ) -> Result<State, Error> {
         let public = read_client_key_exchange(&msg.body)?;
-        let share = parse_share(&public)?;
-        let Certified {
-            mut n,
-            peer_key,
-            peer_fingerprint,
-        } = *c;
-        n.hs.add(msg.msg_type, msg.seq, &msg.body);
-        let pms = ecdh_shared(&n.ecdh, &share)?;
-        let master = derive_master(&pms, &n.hs, n.ems);
-        let read = self.install_keys(n.suite, &master, &n.hs)?;
+        let client_share = parse_share(&public)?;
+        c.n.hs.add(msg.msg_type, msg.seq, &msg.body);
         Ok(State::ServerExpectCertificateVerify(Box::new(
             ExpectCertificateVerify {
-                k: Keyed::after(n, read, master, peer_fingerprint),
-                peer_key,
+                c: *c,
+                client_share,
             },
         )))
+    }
+
+    /// RFC 5246 §7.4.8: the signature covers every handshake message so far, so it
+    /// authenticates the client's Certificate and ClientKeyExchange too; only then is the
+    /// ECDHE agreement made and the keys installed (the master secret's session hash runs
+    /// through the ClientKeyExchange, RFC 7627 §4).
+    pub(super) fn server_certificate_verify(
+        &mut self,
+        cv: Box<ExpectCertificateVerify>,
+        msg: &Message,
+    ) -> Result<State, Error> {
+        let (scheme, sig) = read_digitally_signed(&msg.body)?;
+        verify_signature(&cv.c.peer_key, scheme, &sig, &cv.c.n.hs.transcript)?;
+        let ExpectCertificateVerify {
+            c:
+                Certified {
+                    mut n,
+                    peer_key: _,
+                    peer_fingerprint,
+                },
+            client_share,
+        } = *cv;
+        let pms = ecdh_shared(&n.ecdh, &client_share)?;
+        let master = derive_master(&pms, &n.hs, n.ems);
+        let read = self.install_keys(n.suite, &master, &n.hs)?;
+        n.hs.add(msg.msg_type, msg.seq, &msg.body);
+        Ok(State::ServerExpectFinished(Box::new(Keyed::after(
+            n,
+            read,
+            master,
+            peer_fingerprint,
+        ))))
     }
 
     pub(super) fn server_finished(
