@@ -14,15 +14,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use callsec_dtls::Fingerprint;
-use callsec_ice::{PacketKind, classify};
+use callsec_ice::classify;
 use callsec_rtc::rtcp::{self, Packet, ReportBlock};
 use callsec_rtc::sdp::{Extension, Kind, Local, Remote, Section, Session};
-use callsec_rtc::{CloseReason, Event, Received, Rtc, local_ufrag, random_credentials};
+use callsec_rtc::{CloseReason, Event, Received, Rtc, random_credentials};
 use callsec_srtp::view::RtpView;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use crate::metrics::WorkerMetrics;
+
+mod routing;
 
 /// The SSRC the server signs its own RTCP with.
 pub const SERVER_SSRC: u32 = 0x00ca_11ec;
@@ -271,7 +273,7 @@ pub struct Sfu {
     fingerprint: Fingerprint,
     participants: HashMap<ConnId, Participant>,
     by_ufrag: HashMap<String, ConnId>,
-    by_addr: HashMap<SocketAddr, ConnId>,
+    by_addr: routing::Routes,
     rooms: HashMap<String, Room>,
     /// Which participant publishes an SSRC, per room.
     signals: Vec<Signal>,
@@ -307,7 +309,7 @@ impl Sfu {
             fingerprint,
             participants: HashMap::new(),
             by_ufrag: HashMap::new(),
-            by_addr: HashMap::new(),
+            by_addr: routing::Routes::default(),
             rooms: HashMap::new(),
             signals: Vec::new(),
             scratch: Box::new([0; MTU + 64]),
@@ -517,7 +519,7 @@ impl Sfu {
 
     fn forget(&mut self, p: &Participant) {
         self.by_ufrag.remove(&p.ufrag);
-        self.by_addr.retain(|_, c| *c != p.conn);
+        self.forget_routes(p.conn);
         if let Some(room) = self.rooms.get_mut(&*p.room) {
             for ssrc in p.publications.keys() {
                 room.owners.remove(ssrc);
@@ -653,23 +655,9 @@ impl Sfu {
     ) {
         let kind = classify(buf);
         self.metrics.count_in(buf);
-        // 5-tuple first; a STUN request may name its participant by ufrag.
-        let conn = match self.by_addr.get(&from) {
-            Some(c) => *c,
-            None => {
-                let found = (kind == PacketKind::Stun)
-                    .then(|| local_ufrag(buf))
-                    .flatten()
-                    .and_then(|u| std::str::from_utf8(u).ok())
-                    .and_then(|u| self.by_ufrag.get(u).copied());
-                match found {
-                    Some(c) => c,
-                    None => {
-                        self.metrics.dropped_unknown.inc();
-                        return;
-                    }
-                }
-            }
+        let Some(conn) = self.route(from, kind, buf) else {
+            self.metrics.dropped_unknown.inc();
+            return;
         };
         let Some(p) = self.participants.get_mut(&conn) else {
             return;
@@ -678,9 +666,6 @@ impl Sfu {
         let result = p.rtc.handle_datagram(now, from, buf);
         if !was_started && p.rtc.handshake_started() {
             self.metrics.handshakes_started.inc();
-        }
-        if kind == PacketKind::Stun && p.rtc.is_validated(from) {
-            self.by_addr.insert(from, conn);
         }
         match result {
             Ok(Received::Control) => {}
@@ -701,6 +686,7 @@ impl Sfu {
 
     /// Sends what a participant queued and reacts to its events.
     fn after_io(&mut self, conn: ConnId, out: &mut impl Output) {
+        self.sync_routes(conn);
         let Some(p) = self.participants.get_mut(&conn) else {
             return;
         };
@@ -708,14 +694,19 @@ impl Sfu {
             out.send(t.destination, &t.payload);
         }
         let mut closed = None;
+        let mut established = None;
         while let Some(e) = p.rtc.poll_event() {
             match e {
                 Event::IceSelected(_) => {}
                 Event::Connected { .. } => {
                     self.metrics.handshakes_completed.inc();
+                    established = p.rtc.dtls_peer();
                 }
                 Event::Closed(reason) => closed = Some(reason),
             }
+        }
+        if let Some(addr) = established {
+            self.established(conn, addr);
         }
         if let Some(reason) = closed {
             match &reason {

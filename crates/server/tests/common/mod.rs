@@ -127,6 +127,26 @@ impl Participant {
         tracks: &[(Kind, u32)],
         seed: u64,
     ) -> Participant {
+        Self::join_from(
+            running,
+            name,
+            room,
+            tracks,
+            seed,
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+    }
+
+    /// As [`Participant::join`], with the media socket bound to `bind`.
+    pub async fn join_from(
+        running: &Running,
+        name: &str,
+        room: &str,
+        tracks: &[(Kind, u32)],
+        seed: u64,
+        bind: SocketAddr,
+    ) -> Participant {
         let dev = running.dev.as_ref().unwrap();
         let token = dev.issue(name, room).unwrap();
         let cert = CertificateDer::from(running.signaling_certificate().unwrap());
@@ -172,7 +192,7 @@ impl Participant {
         };
         state.lock().unwrap().media.accept_answer(&sdp.0).unwrap();
 
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let udp = UdpSocket::bind(bind).await.unwrap();
         let udp_addr = udp.local_addr().unwrap();
         tokio::spawn(media_loop(udp, state.clone()));
         let (tx, rx) = mpsc::unbounded_channel();

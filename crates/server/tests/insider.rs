@@ -1,0 +1,197 @@
+//! An insider on the media port, over loopback against the real server: a participant that
+//! holds a join token sends its own valid ICE checks, and SRTP of its own keys, from source
+//! addresses other than its own. Every 127.x.y.z address is local, so each test source is a
+//! real socket the kernel delivers from; a spoofer could send the same datagrams without
+//! receiving anything, and the tests never use what these sockets receive except to observe
+//! that a squat is in place.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use callsec_dtls::CipherSuite;
+use callsec_rtc::client::write_rtp;
+use callsec_rtc::sdp::Kind;
+use callsec_srtp::ProtectionProfile;
+use common::{Participant, metric, server, wait_until};
+
+const SECS: Duration = Duration::from_secs(1);
+/// `callsec_rtc::Limits::default().capacity`.
+const CAPACITY: f64 = 8.0;
+
+async fn call_of_two(running: &callsec_server::Running) -> (Participant, Participant, SocketAddr) {
+    let a = Participant::join(running, "alice", "r1", &[(Kind::Audio, 0xa1)], 1).await;
+    let m = Participant::join(running, "mallory", "r1", &[(Kind::Audio, 0xe1)], 2).await;
+    assert!(
+        wait_until(10 * SECS, || a.received(0xe1) >= 5 && m.received(0xa1) >= 5).await,
+        "call up"
+    );
+    let server = m.state.lock().unwrap().media.server_addr().unwrap();
+    (a, m, server)
+}
+
+fn check_of(p: &Participant, nominate: bool) -> Vec<u8> {
+    p.state
+        .lock()
+        .unwrap()
+        .media
+        .check_request(nominate)
+        .unwrap()
+}
+
+fn stun_in(running: &callsec_server::Running) -> f64 {
+    metric(running, "packets_total{kind=\"stun\",direction=\"in\"}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_source_addresses_leave_a_bounded_route_table() {
+    let running = server(
+        &[ProtectionProfile::AeadAes128Gcm],
+        &[CipherSuite::EcdheEcdsaAes128GcmSha256],
+        |_| {},
+    )
+    .await;
+    let (a, m, server) = call_of_two(&running).await;
+    let before = stun_in(&running);
+    let n = 3000u32;
+    for i in 0..n {
+        let src = Ipv4Addr::new(127, 20 + (i >> 16) as u8, (i >> 8) as u8, i as u8);
+        let sock = UdpSocket::bind((src, 0)).unwrap();
+        sock.send_to(&check_of(&m, i % 2 == 0), server).unwrap();
+        if i % 100 == 0 {
+            assert!(metric(&running, "media_routes") <= 2.0 * CAPACITY);
+        }
+    }
+    // Every check reached the server (loopback does not drop at this rate, but wait for the
+    // count rather than assume it).
+    let all = wait_until(20 * SECS, || stun_in(&running) >= before + f64::from(n)).await;
+    let routes = metric(&running, "media_routes");
+    assert!(routes <= 2.0 * CAPACITY, "{routes} routes");
+    assert!(
+        routes >= 2.0,
+        "the two real addresses stay routed: {routes}"
+    );
+    // The call goes on both ways.
+    let (ra, rm) = (a.received(0xe1), m.received(0xa1));
+    assert!(
+        wait_until(10 * SECS, || a.received(0xe1) > ra + 20
+            && m.received(0xa1) > rm + 20)
+        .await,
+        "media flows after the flood (all checks counted: {all})"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squatted_future_address_still_connects_its_rightful_user() {
+    let running = server(
+        &[ProtectionProfile::AeadAes128Gcm],
+        &[CipherSuite::EcdheEcdsaAes128GcmSha256],
+        |_| {},
+    )
+    .await;
+    let (a, m, server) = call_of_two(&running).await;
+    // Mallory squats the address the victim will use: a nominated check, then SRTP of its
+    // own keys (an SSRC of its own), from that address.
+    let squat = UdpSocket::bind("127.0.0.55:0").unwrap();
+    squat.set_read_timeout(Some(SECS)).unwrap();
+    let future = squat.local_addr().unwrap();
+    squat.send_to(&check_of(&m, true), server).unwrap();
+    let mut spoofed = [0u8; 1500];
+    {
+        let mut s = m.state.lock().unwrap();
+        let len = write_rtp(&mut spoofed, 111, 1, 0, 0xe2, &[7; 100]);
+        let len = s.media.protect_rtp(&mut spoofed, len).unwrap();
+        squat.send_to(&spoofed[..len], server).unwrap();
+    }
+    // The squat is in place: media for Mallory now goes to the squatted address.
+    let mut buf = [0u8; 2048];
+    let mut squatted = false;
+    for _ in 0..20 {
+        if let Ok((n, _)) = squat.recv_from(&mut buf)
+            && n > 12
+            && buf[0] >> 6 == 2
+        {
+            squatted = true;
+            break;
+        }
+    }
+    assert!(
+        squatted,
+        "Mallory's media path moved to the squatted address"
+    );
+    drop(squat);
+
+    // The victim joins the same room (the same worker's port) from that very address.
+    let v =
+        Participant::join_from(&running, "victim", "r1", &[(Kind::Audio, 0xb1)], 3, future).await;
+    assert_eq!(v.udp_addr, future);
+    assert!(
+        wait_until(15 * SECS, || v.connected()
+            && v.received(0xa1) >= 20
+            && a.received(0xb1) >= 20)
+        .await,
+        "victim connected and media flows both ways: connected {}, got {}, gave {}\n{}",
+        v.connected(),
+        v.received(0xa1),
+        a.received(0xb1),
+        running.metrics.encode()
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_path_datagrams_without_credentials_get_no_reply_and_leave_no_route() {
+    let running = server(
+        &[ProtectionProfile::AeadAes128Gcm],
+        &[CipherSuite::EcdheEcdsaAes128GcmSha256],
+        |_| {},
+    )
+    .await;
+    let (_a, m, server) = call_of_two(&running).await;
+    let routes = metric(&running, "media_routes");
+    let dropped = metric(&running, "dropped_unknown_source_total")
+        + metric(&running, "dropped_invalid_total");
+    let stranger = UdpSocket::bind("127.0.0.66:0").unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    // Mallory's USERNAME with a wrong password, a made-up USERNAME, a DTLS ClientHello
+    // header, and an SRTP packet (Mallory's, replayed from elsewhere).
+    let real = check_of(&m, true);
+    let username = callsec_ice::stun::Message::parse(&real)
+        .unwrap()
+        .attribute(callsec_ice::stun::attr::USERNAME)
+        .map(|u| String::from_utf8(u.to_vec()).unwrap())
+        .unwrap();
+    let wrong = callsec_ice::binding_request(&[1; 12], &username, "wrong-password", true).unwrap();
+    let nobody =
+        callsec_ice::binding_request(&[2; 12], "nobody:x", "wrong-password", true).unwrap();
+    let mut hello = vec![22u8, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    hello.extend_from_slice(&[0; 17]);
+    let mut srtp = [0u8; 1500];
+    let len = {
+        let mut s = m.state.lock().unwrap();
+        let len = write_rtp(&mut srtp, 111, 9, 0, 0xe3, &[1; 50]);
+        s.media.protect_rtp(&mut srtp, len).unwrap()
+    };
+    let sent = [wrong, nobody, hello, srtp[..len].to_vec()];
+    for d in &sent {
+        stranger.send_to(d, server).unwrap();
+    }
+    assert!(
+        wait_until(5 * SECS, || {
+            metric(&running, "dropped_unknown_source_total")
+                + metric(&running, "dropped_invalid_total")
+                >= dropped + sent.len() as f64
+        })
+        .await,
+        "every datagram refused and counted"
+    );
+    let mut buf = [0u8; 2048];
+    assert!(stranger.recv_from(&mut buf).is_err(), "no reply");
+    assert_eq!(metric(&running, "media_routes"), routes, "no state");
+    running.shutdown().await;
+}
