@@ -165,6 +165,9 @@ pub struct Settings {
     pub max_bitrate: u64,
     /// ICE+DTLS deadline.
     pub connect_timeout: Duration,
+    /// Bounds on the source addresses one participant may validate by ICE (not a flag:
+    /// the defaults suit browsers; tests shorten the lifetimes).
+    pub ice_limits: callsec_rtc::Limits,
     /// Admin listener.
     pub admin: SocketAddr,
     /// Production token secret.
@@ -205,6 +208,7 @@ fn unreachable_defaults() -> Settings {
         max_participants_per_worker: 1000,
         max_bitrate: 2_500_000,
         connect_timeout: Duration::from_secs(30),
+        ice_limits: callsec_rtc::Limits::default(),
         admin: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 9464),
         token_secret: None,
         audience: "callsec".into(),
@@ -261,6 +265,7 @@ impl Settings {
                 .unwrap_or(d.max_participants_per_worker),
             max_bitrate: pick!(max_bitrate).unwrap_or(d.max_bitrate),
             connect_timeout: pick!(connect_timeout).map_or(d.connect_timeout, Duration::from_secs),
+            ice_limits: d.ice_limits,
             admin: pick!(admin).unwrap_or(d.admin),
             token_secret,
             audience: pick!(audience).unwrap_or(d.audience),

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use callsec_dtls::Fingerprint;
-use callsec_ice::classify;
+use callsec_ice::{PacketKind, classify};
 use callsec_rtc::rtcp::{self, Packet, ReportBlock};
 use callsec_rtc::sdp::{Extension, Kind, Local, Remote, Section, Session};
 use callsec_rtc::{CloseReason, Event, Received, Rtc, random_credentials};
@@ -681,12 +681,15 @@ impl Sfu {
                 self.metrics.dropped_invalid.inc();
             }
         }
+        if kind == PacketKind::Stun {
+            // Only checks add routes (media never does: nothing more per media packet).
+            self.sync_routes(conn);
+        }
         self.after_io(conn, out);
     }
 
     /// Sends what a participant queued and reacts to its events.
     fn after_io(&mut self, conn: ConnId, out: &mut impl Output) {
-        self.sync_routes(conn);
         let Some(p) = self.participants.get_mut(&conn) else {
             return;
         };
@@ -947,6 +950,8 @@ impl Sfu {
                 p.next_report = now + REPORT_INTERVAL;
                 self.send_reports(now, conn, out);
             }
+            // Expiry removes routes.
+            self.sync_routes(conn);
             self.after_io(conn, out);
             self.offer_if_needed(now, conn);
         }

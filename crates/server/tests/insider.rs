@@ -125,8 +125,16 @@ async fn a_squatted_future_address_still_connects_its_rightful_user() {
     drop(squat);
 
     // The victim joins the same room (the same worker's port) from that very address.
-    let v =
-        Participant::join_from(&running, "victim", "r1", &[(Kind::Audio, 0xb1)], 3, future).await;
+    let v = Participant::join_from(
+        &running,
+        "victim",
+        "r1",
+        &[(Kind::Audio, 0xb1)],
+        3,
+        future,
+        true,
+    )
+    .await;
     assert_eq!(v.udp_addr, future);
     assert!(
         wait_until(15 * SECS, || v.connected()
@@ -193,5 +201,112 @@ async fn off_path_datagrams_without_credentials_get_no_reply_and_leave_no_route(
     let mut buf = [0u8; 2048];
     assert!(stranger.recv_from(&mut buf).is_err(), "no reply");
     assert_eq!(metric(&running, "media_routes"), routes, "no state");
+    running.shutdown().await;
+}
+
+fn gcm() -> (Vec<ProtectionProfile>, Vec<CipherSuite>) {
+    (
+        vec![ProtectionProfile::AeadAes128Gcm],
+        vec![CipherSuite::EcdheEcdsaAes128GcmSha256],
+    )
+}
+
+/// Protected RTP of `p`'s keys on an SSRC of its own that it does not publish.
+fn own_srtp(p: &Participant, ssrc: u32, seq: u16) -> Vec<u8> {
+    let mut buf = [0u8; 1500];
+    let mut s = p.state.lock().unwrap();
+    let len = write_rtp(&mut buf, 111, seq, 0, ssrc, &[5; 100]);
+    let len = s.media.protect_rtp(&mut buf, len).unwrap();
+    buf[..len].to_vec()
+}
+
+/// Whether `sock` receives an RTP-looking datagram (forwarded media) within a few reads.
+fn receives_media(sock: &UdpSocket) -> bool {
+    let mut buf = [0u8; 2048];
+    (0..20).any(|_| matches!(sock.recv_from(&mut buf), Ok((n, _)) if n > 12 && buf[0] >> 6 == 2))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_without_nominating_loses_its_routes_and_is_closed() {
+    let lifetime = 2 * SECS;
+    let (p, s) = gcm();
+    let running = server(&p, &s, |s| s.ice_limits.lifetime = lifetime).await;
+    let a = Participant::join(&running, "alice", "r1", &[(Kind::Audio, 0xa1)], 1).await;
+    let bind = "127.0.0.1:0".parse().unwrap();
+    let m = Participant::join_from(
+        &running,
+        "mallory",
+        "r1",
+        &[(Kind::Audio, 0xe1)],
+        2,
+        bind,
+        false,
+    )
+    .await;
+    assert!(wait_until(10 * SECS, || m.connected() && a.connected()).await);
+    // Mallory also validates spoofed addresses, never nominating any.
+    let server = m.state.lock().unwrap().media.server_addr().unwrap();
+    for i in 0..5u8 {
+        let sock = UdpSocket::bind((Ipv4Addr::new(127, 30, 0, i + 1), 0)).unwrap();
+        sock.send_to(&check_of(&m, false), server).unwrap();
+    }
+    // Its routes expire and, with no media path, the server closes it (its participant
+    // state is freed): only Alice's route remains, though Mallory's client keeps checking
+    // from its own address.
+    assert_eq!(metric(&running, "participants"), 2.0);
+    let gone = wait_until(6 * lifetime, || {
+        metric(&running, "participants") == 1.0 && metric(&running, "media_routes") == 1.0
+    })
+    .await;
+    assert!(gone, "{}", running.metrics.encode());
+    assert!(a.connected());
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_from_other_addresses_never_move_or_evict_the_media_path() {
+    let (p, s) = gcm();
+    let running = server(&p, &s, |_| {}).await;
+    let (a, _m, server) = call_of_two(&running).await;
+    // Alice's own credentials (an insider holding them, or her other interfaces), nominating,
+    // from ten other addresses: more than the set holds.
+    for i in 0..10u8 {
+        let sock = UdpSocket::bind((Ipv4Addr::new(127, 40, 0, i + 1), 0)).unwrap();
+        sock.send_to(&check_of(&a, true), server).unwrap();
+    }
+    let got = a.received(0xe1);
+    assert!(
+        wait_until(10 * SECS, || a.received(0xe1) > got + 50).await,
+        "media keeps reaching Alice's own address"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_moves_to_a_new_address_only_with_authentic_srtp_from_it() {
+    let (p, s) = gcm();
+    let running = server(&p, &s, |_| {}).await;
+    let (a, _m, server) = call_of_two(&running).await;
+    let new = UdpSocket::bind("127.0.0.78:0").unwrap();
+    new.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    // A nominated check from the new address is answered but moves nothing.
+    new.send_to(&check_of(&a, true), server).unwrap();
+    let mut buf = [0u8; 2048];
+    let answered = (0..30)
+        .any(|_| matches!(new.recv_from(&mut buf), Ok((n, _)) if n >= 20 && buf[..2] == [1, 1]));
+    assert!(answered, "the check is answered");
+    let got = a.received(0xe1);
+    assert!(
+        wait_until(10 * SECS, || a.received(0xe1) > got + 20).await,
+        "media stays"
+    );
+    assert!(
+        !receives_media(&new),
+        "nothing forwarded to the new address yet"
+    );
+    // Authentic SRTP of Alice's keys from the new address: media follows it.
+    new.send_to(&own_srtp(&a, 0xa9, 1), server).unwrap();
+    assert!(receives_media(&new), "media moved to the new address");
     running.shutdown().await;
 }

@@ -76,13 +76,11 @@ impl Sfu {
     /// this is one empty-queue check.
     pub(super) fn sync_routes(&mut self, conn: ConnId) {
         let mut changed = false;
-        loop {
-            let Some(p) = self.participants.get_mut(&conn) else {
-                break;
-            };
-            let Some(change) = p.rtc.poll_route() else {
-                break;
-            };
+        while let Some(change) = self
+            .participants
+            .get_mut(&conn)
+            .and_then(|p| p.rtc.poll_route())
+        {
             changed = true;
             match change {
                 RouteChange::Added(addr) => {
