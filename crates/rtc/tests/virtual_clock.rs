@@ -379,14 +379,7 @@ fn media_path_moves_only_on_authentic_srtp_from_a_nominated_address() {
         let check = s.client.check_request(port % 2 == 0).unwrap();
         deliver_from(&mut s, now, SocketAddr::new(new.ip(), port), check);
         assert_eq!(s.rtc.destination(), Some(new));
-        assert!(
-            s.rtc.validated().count()
-                <= Config::new(Arc::new(DtlsConfig::new(Certificate::generate(
-                    &mut ChaCha20Rng::seed_from_u64(1)
-                ))))
-                .ice
-                .capacity
-        );
+        assert!(s.rtc.validated().count() <= callsec_rtc::Limits::default().capacity);
     }
 }
 
