@@ -3,12 +3,13 @@
 //! addresses other than its own. Every 127.x.y.z address is local, so each test source is a
 //! real socket the kernel delivers from; a spoofer could send the same datagrams without
 //! receiving anything, and the tests never use what these sockets receive except to observe
-//! that a squat is in place.
+//! that a squat is in place. [`spoof`] sends truly spoofed datagrams through a raw socket
+//! (root, as CI runs): nothing can come back to those sources.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::Duration;
 
 use callsec_dtls::CipherSuite;
@@ -308,5 +309,130 @@ async fn media_moves_to_a_new_address_only_with_authentic_srtp_from_it() {
     // Authentic SRTP of Alice's keys from the new address: media follows it.
     new.send_to(&own_srtp(&a, 0xa9, 1), server).unwrap();
     assert!(receives_media(&new), "media moved to the new address");
+    running.shutdown().await;
+}
+
+/// Sends `payload` to `to` over UDP with the forged source `from`, through a raw socket that
+/// writes its own IPv4 header (IPPROTO_RAW implies IP_HDRINCL). The kernel fills in the
+/// header checksum and id; a zero UDP checksum means none (RFC 768).
+fn spoof(raw: &socket2::Socket, from: SocketAddrV4, to: SocketAddr, payload: &[u8]) {
+    let SocketAddr::V4(to) = to else {
+        panic!("IPv4 only")
+    };
+    let total = 20 + 8 + payload.len();
+    let mut p = Vec::with_capacity(total);
+    p.extend_from_slice(&[0x45, 0]);
+    p.extend_from_slice(&(total as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
+    p.extend_from_slice(&from.ip().octets());
+    p.extend_from_slice(&to.ip().octets());
+    p.extend_from_slice(&from.port().to_be_bytes());
+    p.extend_from_slice(&to.port().to_be_bytes());
+    p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0]);
+    p.extend_from_slice(payload);
+    raw.send_to(&p, &SocketAddr::V4(to).into()).unwrap();
+}
+
+fn raw_socket() -> socket2::Socket {
+    socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::from(255)),
+    )
+    .expect("a raw socket (these tests run as root, as CI does)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truly_spoofed_checks_from_thousands_of_sources_leave_a_bounded_route_table() {
+    let (p, s) = gcm();
+    let running = server(&p, &s, |_| {}).await;
+    let (a, m, server) = call_of_two(&running).await;
+    let raw = raw_socket();
+    let before = stun_in(&running);
+    let n = 5000u32;
+    for i in 0..n {
+        let from = SocketAddrV4::new(
+            Ipv4Addr::new(127, 50 + (i >> 16) as u8, (i >> 8) as u8, i as u8),
+            10_000 + (i % 40_000) as u16,
+        );
+        spoof(&raw, from, server, &check_of(&m, i % 3 == 0));
+        if i % 250 == 0 {
+            assert!(metric(&running, "media_routes") <= 2.0 * CAPACITY);
+        }
+    }
+    assert!(
+        wait_until(20 * SECS, || stun_in(&running) >= before + f64::from(n)).await,
+        "the spoofed checks reached the server"
+    );
+    let routes = metric(&running, "media_routes");
+    assert!((2.0..=2.0 * CAPACITY).contains(&routes), "{routes} routes");
+    let (ra, rm) = (a.received(0xe1), m.received(0xa1));
+    assert!(
+        wait_until(10 * SECS, || a.received(0xe1) > ra + 20
+            && m.received(0xa1) > rm + 20)
+        .await,
+        "media flows both ways after the flood"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truly_spoofed_datagrams_without_credentials_change_nothing() {
+    let (p, s) = gcm();
+    let running = server(&p, &s, |_| {}).await;
+    let (a, m, server) = call_of_two(&running).await;
+    let raw = raw_socket();
+    let routes = metric(&running, "media_routes");
+    let refused = || {
+        metric(&running, "dropped_unknown_source_total")
+            + metric(&running, "dropped_invalid_total")
+            + metric(&running, "srtp_auth_failures_total")
+    };
+    let before = refused();
+    // From Alice's own address and from strangers: a check with Alice's USERNAME and a
+    // guessed password, a ClientHello header, and SRTP that is not Alice's.
+    let real = check_of(&a, true);
+    let username = callsec_ice::stun::Message::parse(&real)
+        .unwrap()
+        .attribute(callsec_ice::stun::attr::USERNAME)
+        .map(|u| String::from_utf8(u.to_vec()).unwrap())
+        .unwrap();
+    let guess = callsec_ice::binding_request(&[7; 12], &username, "guessed", true).unwrap();
+    let mut hello = vec![22u8, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    hello.extend_from_slice(&[0; 17]);
+    let forged = {
+        let mut b = own_srtp(&m, 0xa1, 999);
+        let n = b.len();
+        b[n - 1] ^= 0x55;
+        b
+    };
+    let SocketAddr::V4(alice) = a.udp_addr else {
+        panic!()
+    };
+    // (A bad DTLS record on Alice's own association is the DTLS layer's to discard
+    // silently, RFC 6347 §4.1.2.7; it is sent from the stranger only.)
+    let stranger = SocketAddrV4::new(Ipv4Addr::new(127, 60, 0, 1), 4444);
+    let sent = [
+        (alice, &guess),
+        (alice, &forged),
+        (stranger, &guess),
+        (stranger, &hello),
+        (stranger, &forged),
+    ];
+    for (from, d) in sent {
+        spoof(&raw, from, server, d);
+    }
+    let sent = sent.len() as f64;
+    assert!(
+        wait_until(5 * SECS, || refused() >= before + sent).await,
+        "each refused and counted"
+    );
+    assert_eq!(metric(&running, "media_routes"), routes, "no state");
+    let got = a.received(0xe1);
+    assert!(
+        wait_until(10 * SECS, || a.received(0xe1) > got + 20).await,
+        "call unaffected"
+    );
     running.shutdown().await;
 }
