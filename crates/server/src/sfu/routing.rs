@@ -41,6 +41,10 @@
 //! - a participant whose media path moved by SRTP to a new address (DTLS elsewhere) holds it
 //!   against spoofed checks; it loses it only to a participant that completes DTLS there,
 //!   which needs the address itself;
+//! - a ClientHello spoofed from a victim's address and timed before the victim's own reaches
+//!   the victim's transport like the real one would; this needs no credentials (an off-path
+//!   party that knows the address can do it as well) and is for the DTLS layer to survive,
+//!   not for routing;
 //! - routes belong to one worker's socket: a squat on one worker's port never affects a
 //!   participant on another worker (another port, another 5-tuple).
 
