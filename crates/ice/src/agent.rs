@@ -1,10 +1,12 @@
 //! The ICE-lite agent (RFC 8445 §2.5): it never sends checks, only answers the peer's
-//! Binding requests, learns the peer's address from them, and follows consent (RFC 7675).
+//! Binding requests, learns the peer's addresses from them (bounded: see
+//! [`crate::candidates`]), and follows consent (RFC 7675).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::candidates::{Candidates, Change, Limits, RouteChange};
 use crate::stun::{Error, Message, Writer, attr, msg_type};
 
 /// RFC 7675 §5.1: consent expires 30 s after the last successful check.
@@ -46,9 +48,10 @@ pub struct Transmit {
 /// What the agent tells its driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// The controlling peer nominated this address (USE-CANDIDATE): send media there.
-    Nominated(SocketAddr),
-    /// No valid check from the nominated address for [`CONSENT_TIMEOUT`]: stop sending.
+    /// Media goes to this address from now on: the controlling peer nominated it
+    /// (USE-CANDIDATE) and it is authenticated ([`IceLite::authenticate`]).
+    Selected(SocketAddr),
+    /// No valid check from the selected address for [`Limits::consent`]: stop sending.
     ConsentExpired(SocketAddr),
 }
 
@@ -56,7 +59,7 @@ pub enum Event {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Handled {
     /// A Binding request with valid credentials from this address: it is answered, and the
-    /// 5-tuple has proved it holds the ICE password (the basis for admitting DTLS and SRTP).
+    /// 5-tuple is validated (the basis for admitting DTLS and SRTP) until it expires.
     Check {
         /// Whether the request carried USE-CANDIDATE.
         nominated: bool,
@@ -83,18 +86,23 @@ pub fn local_ufrag(datagram: &[u8]) -> Option<&[u8]> {
 pub struct IceLite {
     local: Credentials,
     remote_ufrag: Option<String>,
-    nominated: Option<(SocketAddr, Instant)>,
+    candidates: Candidates,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
 }
 
 impl IceLite {
-    /// An agent answering checks made with our `local` credentials.
+    /// An agent answering checks made with our `local` credentials, with default [`Limits`].
     pub fn new(local: Credentials) -> Self {
+        Self::with_limits(local, Limits::default())
+    }
+
+    /// An agent whose peer may validate addresses within `limits`.
+    pub fn with_limits(local: Credentials, limits: Limits) -> Self {
         IceLite {
             local,
             remote_ufrag: None,
-            nominated: None,
+            candidates: Candidates::new(limits),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -105,9 +113,41 @@ impl IceLite {
         self.remote_ufrag = Some(ufrag.to_owned());
     }
 
-    /// The address the peer nominated, while consent holds.
+    /// The address media goes to: nominated and authenticated, while consent holds.
     pub fn selected(&self) -> Option<SocketAddr> {
-        self.nominated.map(|(a, _)| a)
+        self.candidates.selected()
+    }
+
+    /// Whether `addr` is validated now (DTLS and SRTP may be admitted from it).
+    pub fn is_validated(&self, addr: SocketAddr) -> bool {
+        self.candidates.contains(addr)
+    }
+
+    /// The validated addresses.
+    pub fn validated(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.candidates.addresses()
+    }
+
+    /// DTLS completed on `addr`, or an SRTP/SRTCP packet from it passed authentication: if
+    /// the peer nominated it, media moves there ([`Event::Selected`]). A nominated check
+    /// alone never moves media: a spoofed source can send checks, not authenticated media of
+    /// this peer's keys without holding them. One compare when `addr` is already selected.
+    pub fn authenticate(&mut self, addr: SocketAddr) {
+        let events = &mut self.events;
+        self.candidates
+            .authenticate(addr, &mut |c| push_change(events, c));
+    }
+
+    /// Drops `addr` from the validated set without reporting a [`RouteChange`] (the driver
+    /// decided another peer owns it).
+    pub fn forget(&mut self, addr: SocketAddr) {
+        self.candidates.forget(addr);
+    }
+
+    /// The next change of the validated set, for a driver that routes by 5-tuple.
+    #[must_use]
+    pub fn poll_route(&mut self) -> Option<RouteChange> {
+        self.candidates.poll_route()
     }
 
     /// Handles a datagram that [`crate::classify`] called STUN. A valid Binding request is
@@ -135,6 +175,14 @@ impl IceLite {
         }
         message.verify_integrity(self.local.pwd.as_bytes())?;
 
+        // The address is validated (or refreshed) before it is answered: a check from a new
+        // address beyond the rate limit gets no answer and changes nothing.
+        let nominate = message.attribute(attr::USE_CANDIDATE).is_some();
+        let events = &mut self.events;
+        self.candidates
+            .check(now, from, nominate, &mut |c| push_change(events, c))
+            .map_err(|_| Error::RateLimited)?;
+
         let mut payload = vec![0u8; MAX_RESPONSE];
         let mut w = Writer::new(
             &mut payload,
@@ -153,28 +201,16 @@ impl IceLite {
             payload,
         });
 
-        let nominate = message.attribute(attr::USE_CANDIDATE).is_some();
-        match self.nominated {
-            Some((addr, _)) if addr == from => self.nominated = Some((from, now)),
-            _ if nominate => {
-                self.nominated = Some((from, now));
-                self.events.push_back(Event::Nominated(from));
-            }
-            _ => {}
-        }
         Ok(Handled::Check {
             nominated: nominate,
         })
     }
 
-    /// Checks consent at `now`.
+    /// Expires addresses at `now`: consent of the selected address and the nominee,
+    /// lifetime of the others.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if let Some((addr, last)) = self.nominated
-            && now >= last + CONSENT_TIMEOUT
-        {
-            self.nominated = None;
-            self.events.push_back(Event::ConsentExpired(addr));
-        }
+        let events = &mut self.events;
+        self.candidates.expire(now, &mut |c| push_change(events, c));
     }
 
     /// The next response to send.
@@ -192,7 +228,7 @@ impl IceLite {
     /// When to call [`IceLite::handle_timeout`] next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.nominated.map(|(_, last)| last + CONSENT_TIMEOUT)
+        self.candidates.next_expiry()
     }
 
     fn username_ok(&self, username: &[u8]) -> bool {
@@ -207,6 +243,16 @@ impl IceLite {
             None => !theirs.is_empty(),
         }
     }
+}
+
+fn push_change(events: &mut VecDeque<Event>, change: Change) {
+    if events.len() >= MAX_QUEUED {
+        events.pop_front();
+    }
+    events.push_back(match change {
+        Change::Selected(a) => Event::Selected(a),
+        Change::ConsentExpired(a) => Event::ConsentExpired(a),
+    });
 }
 
 /// Builds a Binding request as a controlling full agent (a browser) sends it: for tests and
@@ -273,10 +319,17 @@ mod tests {
         assert_eq!(stun::read_xor_mapped_address(mapped, &tid), Some(peer));
         assert_eq!(a.poll_event(), None, "no nomination without USE-CANDIDATE");
 
+        assert_eq!(a.poll_route(), Some(RouteChange::Added(peer)));
+        assert!(a.is_validated(peer));
+
+        // Nominated, but media moves only once the address is authenticated.
         let req =
             binding_request(&[8; 12], "srv1:brws", "server-password-0123456789", true).unwrap();
         a.handle_datagram(t0, peer, &req).unwrap();
-        assert_eq!(a.poll_event(), Some(Event::Nominated(peer)));
+        assert_eq!(a.poll_event(), None);
+        assert_eq!(a.selected(), None);
+        a.authenticate(peer);
+        assert_eq!(a.poll_event(), Some(Event::Selected(peer)));
         assert_eq!(a.selected(), Some(peer));
         assert_eq!(a.poll_timeout(), Some(t0 + CONSENT_TIMEOUT));
 
@@ -287,8 +340,11 @@ mod tests {
         a.handle_datagram(t1, peer, &req).unwrap();
         a.handle_timeout(t0 + CONSENT_TIMEOUT);
         assert_eq!(a.poll_event(), None);
+        assert_eq!(a.poll_route(), None);
         a.handle_timeout(t1 + CONSENT_TIMEOUT);
         assert_eq!(a.poll_event(), Some(Event::ConsentExpired(peer)));
+        assert_eq!(a.poll_route(), Some(RouteChange::Removed(peer)));
+        assert!(!a.is_validated(peer));
         assert_eq!(a.selected(), None);
     }
 

@@ -6,11 +6,13 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+pub mod candidates;
 mod demux;
 pub mod stun;
 
 pub use agent::{
     CONSENT_TIMEOUT, Credentials, Event, Handled, IceLite, Transmit, binding_request, local_ufrag,
 };
+pub use candidates::{Limits, RouteChange};
 pub use demux::{PacketKind, classify, is_rtcp};
 pub use stun::Error;

@@ -84,6 +84,9 @@ pub enum Error {
     BufferTooSmall,
     /// A well-formed STUN message this agent does not answer (responses, other methods).
     Unhandled,
+    /// A valid check from a new address while the peer's budget of new addresses is spent
+    /// ([`crate::Limits`]): not answered, nothing validated.
+    RateLimited,
 }
 
 impl fmt::Display for Error {
@@ -96,6 +99,7 @@ impl fmt::Display for Error {
             Error::UnknownUsername => f.write_str("STUN USERNAME unknown"),
             Error::BufferTooSmall => f.write_str("buffer too small for STUN response"),
             Error::Unhandled => f.write_str("STUN message not handled"),
+            Error::RateLimited => f.write_str("too many new addresses from this peer"),
         }
     }
 }

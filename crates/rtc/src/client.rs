@@ -45,6 +45,7 @@ pub struct Client {
     sections: Vec<ClientSection>,
     version: u64,
     ice_ok: bool,
+    nominate: bool,
     next_check: Option<Instant>,
     tid: u64,
     dtls: Option<Connection>,
@@ -77,6 +78,7 @@ impl Client {
             sections: Vec::new(),
             version: 1,
             ice_ok: false,
+            nominate: true,
             next_check: None,
             tid: 0,
             dtls: None,
@@ -85,6 +87,24 @@ impl Client {
             rng,
             pts: (crate::sdp::OPUS_PT, crate::sdp::VP8_PT),
         }
+    }
+
+    /// Whether checks carry USE-CANDIDATE (they do unless set otherwise; a test sets
+    /// `false` to play a peer that never nominates).
+    pub fn set_nominate(&mut self, nominate: bool) {
+        self.nominate = nominate;
+    }
+
+    /// A Binding request with this client's credentials, as its timer would send one: tests
+    /// deliver it from any source address (a spoofing insider holds these credentials).
+    pub fn check_request(&mut self, nominate: bool) -> Option<Vec<u8>> {
+        let (creds, _, _) = self.remote.as_ref()?;
+        self.tid += 1;
+        let mut tid = [0u8; 12];
+        tid[..8].copy_from_slice(&self.tid.to_be_bytes());
+        tid[8..].copy_from_slice(&self.rng.next_u32().to_be_bytes());
+        let username = format!("{}:{}", creds.ufrag, self.local.ufrag);
+        binding_request(&tid, &username, &creds.pwd, nominate).ok()
     }
 
     /// The client's sections.
@@ -297,16 +317,11 @@ impl Client {
 
     /// Sends checks (USE-CANDIDATE from the first), and starts DTLS after the first success.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Some((creds, fps, addr)) = self.remote.clone() else {
+        let Some((_, fps, addr)) = self.remote.clone() else {
             return;
         };
         if self.next_check.is_none_or(|t| t <= now) {
-            self.tid += 1;
-            let mut tid = [0u8; 12];
-            tid[..8].copy_from_slice(&self.tid.to_be_bytes());
-            tid[8..].copy_from_slice(&self.rng.next_u32().to_be_bytes());
-            let username = format!("{}:{}", creds.ufrag, self.local.ufrag);
-            if let Ok(payload) = binding_request(&tid, &username, &creds.pwd, true) {
+            if let Some(payload) = self.check_request(self.nominate) {
                 self.transmits.push_back(Transmit {
                     destination: addr,
                     payload,

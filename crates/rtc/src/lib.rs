@@ -8,10 +8,23 @@
 //!
 //! # Admission
 //! DTLS and SRTP are accepted only from a 5-tuple that passed a valid ICE check with this
-//! participant's credentials (RFC 8445 §7.3: MESSAGE-INTEGRITY with our password). Anything
-//! else from anywhere else is dropped with [`Error::NotAdmitted`]; a STUN request with bad
-//! credentials gets no answer at all. One datagram from an unknown source therefore costs at
-//! most one stateless STUN reply, and only when it carries our password's MAC.
+//! participant's credentials (RFC 8445 §7.3: MESSAGE-INTEGRITY with our password) and is
+//! still validated. Anything else from anywhere else is dropped with [`Error::NotAdmitted`];
+//! a STUN request with bad credentials gets no answer at all. One datagram from an unknown
+//! source therefore costs at most one STUN reply, and only when it carries our password's MAC.
+//!
+//! The validated set is bounded ([`callsec_ice::candidates`], [`Config::ice`]): a few
+//! addresses at once, new ones rate-limited, unnominated ones expiring after a fixed lifetime
+//! even if DTLS or SRTP arrived on them, the selected one kept while consent holds and never
+//! evicted. Its changes come out of [`Rtc::poll_route`] so a driver's 5-tuple route table holds
+//! exactly the validated addresses.
+//!
+//! # Media path
+//! [`Rtc::destination`] is an address the peer nominated *and* that authenticated: the DTLS
+//! handshake completed on it, or an SRTP/SRTCP packet from it passed authentication. A
+//! nominated check from a new address does not move media by itself (anyone holding the ICE
+//! password can spoof one); media keeps going to the old address until the peer's own SRTP
+//! or SRTCP arrives from the new one.
 //!
 //! # Media
 //! [`Rtc::handle_datagram`] unprotects SRTP and SRTCP in place and returns the plaintext
@@ -29,15 +42,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use callsec_dtls::{CipherSuite, Connection, Fingerprint};
-use callsec_ice::{Credentials, Handled, IceLite, PacketKind, classify, is_rtcp};
+use callsec_ice::{Credentials, IceLite, PacketKind, classify, is_rtcp};
 use callsec_srtp::{Context, ProtectionProfile};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
-pub use callsec_ice::local_ufrag;
-
-/// Most addresses one participant may validate by ICE at once (its candidate pairs).
-const MAX_VALIDATED: usize = 4;
+pub use callsec_ice::{Limits, RouteChange, local_ufrag};
 
 /// Settings shared by every participant of a server.
 #[derive(Debug, Clone)]
@@ -48,6 +58,8 @@ pub struct Config {
     pub srtp: callsec_srtp::Config,
     /// Time from creation to a connected DTLS session before the participant is closed.
     pub connect_timeout: Duration,
+    /// Bounds on the addresses a participant may validate by ICE.
+    pub ice: Limits,
 }
 
 impl Config {
@@ -57,6 +69,7 @@ impl Config {
             dtls,
             srtp: callsec_srtp::Config::default(),
             connect_timeout: Duration::from_secs(30),
+            ice: Limits::default(),
         }
     }
 }
@@ -109,7 +122,9 @@ pub enum CloseReason {
     PeerClosed,
     /// The DTLS handshake or connection failed.
     DtlsFailed(callsec_dtls::Error),
-    /// ICE consent expired (RFC 7675: no valid check for 30 s).
+    /// ICE consent expired (RFC 7675: no valid check from the selected address for 30 s),
+    /// or the participant was connected without a media path (nothing nominated and
+    /// authenticated) for [`Limits::lifetime`].
     ConsentExpired,
     /// Not connected within [`Config::connect_timeout`].
     ConnectTimeout,
@@ -118,7 +133,7 @@ pub enum CloseReason {
 /// What a participant reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// The peer nominated this address: media goes there.
+    /// Media goes to this address from now on (nominated and authenticated).
     IceSelected(SocketAddr),
     /// DTLS completed; SRTP is ready.
     Connected {
@@ -160,13 +175,14 @@ struct Srtp {
 pub struct Rtc {
     config: Arc<Config>,
     ice: IceLite,
-    validated: Vec<SocketAddr>,
     remote_fingerprints: Vec<Fingerprint>,
     dtls: Option<(SocketAddr, Connection)>,
     srtp: Option<Srtp>,
     connected: Option<(CipherSuite, ProtectionProfile)>,
     closed: bool,
     connect_deadline: Instant,
+    /// Since when the connected participant has had no media path.
+    unselected_since: Option<Instant>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<Event>,
     rng: ChaCha20Rng,
@@ -175,7 +191,7 @@ pub struct Rtc {
 impl std::fmt::Debug for Rtc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rtc")
-            .field("validated", &self.validated)
+            .field("selected", &self.ice.selected())
             .field("connected", &self.connected)
             .field("closed", &self.closed)
             .finish_non_exhaustive()
@@ -187,16 +203,17 @@ impl Rtc {
     /// DTLS randomness (the server passes OS randomness; tests pass a fixed seed).
     pub fn new(config: Arc<Config>, local: Credentials, now: Instant, seed: [u8; 32]) -> Self {
         let connect_deadline = now + config.connect_timeout;
+        let limits = config.ice;
         Self {
             config,
-            ice: IceLite::new(local),
-            validated: Vec::new(),
+            ice: IceLite::with_limits(local, limits),
             remote_fingerprints: Vec::new(),
             dtls: None,
             srtp: None,
             connected: None,
             closed: false,
             connect_deadline,
+            unselected_since: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             rng: ChaCha20Rng::from_seed(seed),
@@ -210,16 +227,39 @@ impl Rtc {
         self.remote_fingerprints = remote.fingerprints.clone();
     }
 
-    /// The address media goes to: the nominated pair, else the DTLS peer's.
+    /// The address media goes to: nominated by the peer and authenticated (see the crate
+    /// documentation). `None` until both happened.
     pub fn destination(&self) -> Option<SocketAddr> {
-        self.ice
-            .selected()
-            .or_else(|| self.dtls.as_ref().map(|(a, _)| *a))
+        self.ice.selected()
     }
 
-    /// Whether `addr` passed an ICE check (the driver's 5-tuple routing may point here).
+    /// Whether `addr` is validated now (the driver's 5-tuple routing may point here).
     pub fn is_validated(&self, addr: SocketAddr) -> bool {
-        self.validated.contains(&addr)
+        self.ice.is_validated(addr)
+    }
+
+    /// The validated addresses.
+    pub fn validated(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.ice.validated()
+    }
+
+    /// The address the DTLS association runs on, once a ClientHello arrived.
+    pub fn dtls_peer(&self) -> Option<SocketAddr> {
+        self.dtls.as_ref().map(|(a, _)| *a)
+    }
+
+    /// The next change of the validated set: a driver routing by 5-tuple adds and removes
+    /// routes to this participant accordingly.
+    #[must_use]
+    pub fn poll_route(&mut self) -> Option<RouteChange> {
+        self.ice.poll_route()
+    }
+
+    /// Drops `addr` from the validated set at the driver's request (another participant owns
+    /// it); not reported by [`Rtc::poll_route`]. If media went there, it stops until an
+    /// address is nominated and authenticated again.
+    pub fn forget(&mut self, addr: SocketAddr) {
+        self.ice.forget(addr);
     }
 
     /// Whether SRTP keys are in place.
@@ -257,23 +297,13 @@ impl Rtc {
                 if self.remote_fingerprints.is_empty() {
                     return Err(Error::Config("no remote description"));
                 }
-                let handled = self
-                    .ice
-                    .handle_datagram(now, from, buf)
-                    .map_err(Error::Stun)?;
-                if let Handled::Check { .. } = handled
-                    && !self.validated.contains(&from)
-                {
-                    if self.validated.len() == MAX_VALIDATED {
-                        self.validated.remove(0);
-                    }
-                    self.validated.push(from);
-                }
+                let handled = self.ice.handle_datagram(now, from, buf);
                 self.drain_ice();
-                Ok(Received::Control)
+                self.track_selection(now);
+                handled.map(|_| Received::Control).map_err(Error::Stun)
             }
             PacketKind::Dtls => {
-                if !self.validated.contains(&from) {
+                if !self.ice.is_validated(from) {
                     return Err(Error::NotAdmitted);
                 }
                 if self.dtls.is_none() {
@@ -295,24 +325,27 @@ impl Rtc {
                 }
                 let result = conn.handle_datagram(now, buf).map_err(Error::Dtls);
                 self.drain_dtls();
+                self.track_selection(now);
                 result.map(|()| Received::Control)
             }
             PacketKind::Rtp => {
-                if !self.validated.contains(&from) {
+                if !self.ice.is_validated(from) {
                     return Err(Error::NotAdmitted);
                 }
                 let srtp = self.srtp.as_mut().ok_or(Error::NotConnected)?;
-                if is_rtcp(buf) {
-                    srtp.rx
-                        .unprotect_rtcp(buf)
-                        .map(Received::Rtcp)
-                        .map_err(Error::Srtp)
+                let received = if is_rtcp(buf) {
+                    srtp.rx.unprotect_rtcp(buf).map(Received::Rtcp)
                 } else {
-                    srtp.rx
-                        .unprotect_rtp(buf)
-                        .map(Received::Rtp)
-                        .map_err(Error::Srtp)
+                    srtp.rx.unprotect_rtp(buf).map(Received::Rtp)
                 }
+                .map_err(Error::Srtp)?;
+                // Authentic media from a validated address: the media path may move here
+                // (one compare when it is already the destination).
+                if self.ice.selected() != Some(from) {
+                    self.ice.authenticate(from);
+                    self.drain_ice();
+                }
+                Ok(received)
             }
             PacketKind::Other => Err(Error::Unknown),
         }
@@ -338,6 +371,20 @@ impl Rtc {
         }
         self.ice.handle_timeout(now);
         self.drain_ice();
+        if self.closed {
+            return;
+        }
+        self.track_selection(now);
+        if let Some(deadline) = self.unselected_deadline()
+            && now >= deadline
+        {
+            // Connected, but no media path for a whole candidate lifetime: the peer never
+            // nominated an address it authenticated on (browsers nominate within the
+            // handshake), or lost it. Without this, such a peer could keep re-validating
+            // addresses for ever.
+            self.close_with(CloseReason::ConsentExpired);
+            return;
+        }
         if let Some((_, conn)) = &mut self.dtls
             && conn.poll_timeout().is_some_and(|t| t <= now)
         {
@@ -391,6 +438,7 @@ impl Rtc {
         }
         let connect = self.connected.is_none().then_some(self.connect_deadline);
         [
+            self.unselected_deadline(),
             self.ice.poll_timeout(),
             self.dtls.as_ref().and_then(|(_, c)| c.poll_timeout()),
             connect,
@@ -398,6 +446,20 @@ impl Rtc {
         .into_iter()
         .flatten()
         .min()
+    }
+
+    fn track_selection(&mut self, now: Instant) {
+        if self.connected.is_some() && self.ice.selected().is_none() {
+            self.unselected_since.get_or_insert(now);
+        } else {
+            self.unselected_since = None;
+        }
+    }
+
+    fn unselected_deadline(&self) -> Option<Instant> {
+        let since = self.unselected_since?;
+        (self.connected.is_some() && self.ice.selected().is_none())
+            .then(|| since + self.config.ice.lifetime)
     }
 
     fn drain_ice(&mut self) {
@@ -409,7 +471,7 @@ impl Rtc {
         }
         while let Some(e) = self.ice.poll_event() {
             match e {
-                callsec_ice::Event::Nominated(a) => self.events.push_back(Event::IceSelected(a)),
+                callsec_ice::Event::Selected(a) => self.events.push_back(Event::IceSelected(a)),
                 callsec_ice::Event::ConsentExpired(_) => {
                     if !self.closed {
                         self.close_with(CloseReason::ConsentExpired);
@@ -440,6 +502,8 @@ impl Rtc {
                         });
                     match made {
                         Ok((rx, tx)) => {
+                            // The handshake authenticated the peer on this address.
+                            self.ice.authenticate(peer);
                             self.srtp = Some(Srtp { rx, tx });
                             self.connected = Some((c.cipher_suite, c.profile));
                             self.events.push_back(Event::Connected {
@@ -463,6 +527,8 @@ impl Rtc {
                 _ => {}
             }
         }
+        // Connected may have selected the media path.
+        self.drain_ice();
         if let Some(reason) = closed
             && !self.closed
         {

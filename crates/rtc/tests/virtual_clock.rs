@@ -343,3 +343,82 @@ fn close_notify_and_consent_expiry_close_the_participant() {
         Some(Event::Closed(CloseReason::PeerClosed))
     );
 }
+
+/// Delivers the client's queued datagrams to the server as if sent from `from`.
+fn deliver_from(s: &mut Setup, now: Instant, from: SocketAddr, mut bytes: Vec<u8>) {
+    let _ = s.rtc.handle_datagram(now, from, &mut bytes);
+}
+
+#[test]
+fn media_path_moves_only_on_authentic_srtp_from_a_nominated_address() {
+    let (mut s, _, now) = connected(6);
+    let client: SocketAddr = CLIENT.parse().unwrap();
+    let new: SocketAddr = "127.0.0.1:5001".parse().unwrap();
+    assert_eq!(s.rtc.destination(), Some(client));
+    while s.rtc.poll_event().is_some() {}
+    // A nominated check from a new address: answered, validated, but media stays.
+    let check = s.client.check_request(true).unwrap();
+    deliver_from(&mut s, now, new, check);
+    assert!(s.rtc.poll_transmit().is_some_and(|t| t.destination == new));
+    assert!(s.rtc.is_validated(new));
+    assert_eq!(s.rtc.destination(), Some(client));
+    // Tampered SRTP from there moves nothing.
+    let mut buf = [0u8; 1500];
+    let n = write_rtp(&mut buf, 96, 7, 7, 0x2222, b"moved");
+    let n = s.client.protect_rtp(&mut buf, n).unwrap();
+    let mut bad = buf[..n].to_vec();
+    bad[n - 1] ^= 1;
+    assert!(s.rtc.handle_datagram(now, new, &mut bad).is_err());
+    assert_eq!(s.rtc.destination(), Some(client));
+    // Authentic SRTP from there: media follows.
+    assert!(s.rtc.handle_datagram(now, new, &mut buf[..n]).is_ok());
+    assert_eq!(s.rtc.destination(), Some(new));
+    assert_eq!(s.rtc.poll_event(), Some(Event::IceSelected(new)));
+    // Checks from many other addresses never evict it.
+    for port in 6000..6020 {
+        let check = s.client.check_request(port % 2 == 0).unwrap();
+        deliver_from(&mut s, now, SocketAddr::new(new.ip(), port), check);
+        assert_eq!(s.rtc.destination(), Some(new));
+        assert!(s.rtc.validated().count() <= callsec_rtc::Limits::default().capacity);
+    }
+}
+
+#[test]
+fn connected_without_nomination_has_no_media_path_and_closes_after_a_lifetime() {
+    let mut now = Instant::now();
+    let mut s = setup(
+        8,
+        CipherSuite::EcdheEcdsaAes128GcmSha256,
+        ProtectionProfile::AeadAes128Gcm,
+        now,
+    );
+    s.client.set_nominate(false);
+    negotiate(&mut s);
+    let mut net = Net {
+        rng: ChaCha20Rng::seed_from_u64(8),
+        loss: 0,
+        queue: Vec::new(),
+    };
+    assert!(run(
+        &mut s,
+        &mut net,
+        &mut now,
+        Duration::from_secs(20),
+        |s| { s.rtc.is_connected() && s.client.is_connected() }
+    ));
+    assert_eq!(s.rtc.destination(), None, "DTLS alone selects nothing");
+    // The client keeps checking (without USE-CANDIDATE); within a lifetime and a bit it is
+    // closed for want of a media path.
+    let closed = run(&mut s, &mut net, &mut now, Duration::from_secs(35), |s| {
+        s.rtc.is_closed()
+    });
+    assert!(closed);
+    let mut events = Vec::new();
+    while let Some(e) = s.rtc.poll_event() {
+        events.push(e);
+    }
+    assert!(
+        events.contains(&Event::Closed(CloseReason::ConsentExpired)),
+        "{events:?}"
+    );
+}

@@ -205,6 +205,9 @@ pub struct Settings {
     /// The server's WebSocket ping interval: a third of the idle timeout (no flag of its
     /// own; tests set it apart).
     pub ping_interval: Duration,
+    /// Bounds on the source addresses one participant may validate by ICE (not a flag:
+    /// the defaults suit browsers; tests shorten the lifetimes).
+    pub ice_limits: callsec_rtc::Limits,
     /// Admin listener.
     pub admin: SocketAddr,
     /// Production token secret.
@@ -247,6 +250,7 @@ fn unreachable_defaults() -> Settings {
         connect_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(60),
         ping_interval: Duration::from_secs(20),
+        ice_limits: callsec_rtc::Limits::default(),
         admin: SocketAddr::new(Ipv4Addr::LOCALHOST.into(), 9464),
         token_secret: None,
         audience: "callsec".into(),
@@ -306,6 +310,7 @@ impl Settings {
             connect_timeout: pick!(connect_timeout).map_or(d.connect_timeout, Duration::from_secs),
             idle_timeout,
             ping_interval: idle_timeout / 3,
+            ice_limits: d.ice_limits,
             admin: pick!(admin).unwrap_or(d.admin),
             token_secret,
             audience: pick!(audience).unwrap_or(d.audience),

@@ -129,6 +129,7 @@ pub async fn start(settings: Settings) -> Result<Running, StartError> {
     let dtls_fingerprint = dtls.certificate.fingerprint();
     let mut rtc = callsec_rtc::Config::new(Arc::new(dtls));
     rtc.connect_timeout = settings.connect_timeout;
+    rtc.ice = settings.ice_limits;
     let sfu_config = Arc::new(SfuConfig {
         rtc: Arc::new(rtc),
         max_room_size: settings.max_room_size,

@@ -38,6 +38,7 @@ pub struct Metrics {
     bytes: Family<PacketLabels, Counter>,
     participants: Family<WorkerLabel, Gauge>,
     rooms: Family<WorkerLabel, Gauge>,
+    routes: Family<WorkerLabel, Gauge>,
     latency: Family<WorkerLabel, Histogram>,
     srtp_auth_failures: Counter,
     srtp_replays: Counter,
@@ -67,6 +68,7 @@ impl Metrics {
         let bytes = Family::<PacketLabels, Counter>::default();
         let participants = Family::<WorkerLabel, Gauge>::default();
         let rooms = Family::<WorkerLabel, Gauge>::default();
+        let routes = Family::<WorkerLabel, Gauge>::default();
         let latency = Family::<WorkerLabel, Histogram>::new_with_constructor(|| {
             // 1 µs .. ~1 s, doubling.
             Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -92,6 +94,11 @@ impl Metrics {
             "rooms",
             "Rooms with at least one participant",
             rooms.clone(),
+        );
+        registry.register(
+            "media_routes",
+            "Source addresses routed to participants (validated by ICE checks, not expired)",
+            routes.clone(),
         );
         registry.register(
             "forwarding_latency_seconds",
@@ -165,6 +172,7 @@ impl Metrics {
             bytes,
             participants,
             rooms,
+            routes,
             latency,
             srtp_auth_failures,
             srtp_replays,
@@ -205,6 +213,7 @@ impl Metrics {
             outbound: kinds.map(|k| pair(k, "out")),
             participants: self.participants.get_or_create(&label).clone(),
             rooms: self.rooms.get_or_create(&label).clone(),
+            routes: self.routes.get_or_create(&label).clone(),
             latency: self.latency.get_or_create(&label).clone(),
             srtp_auth_failures: self.srtp_auth_failures.clone(),
             srtp_replays: self.srtp_replays.clone(),
@@ -232,6 +241,8 @@ pub struct WorkerMetrics {
     pub participants: Gauge,
     /// Rooms on this worker.
     pub rooms: Gauge,
+    /// Source addresses routed on this worker.
+    pub routes: Gauge,
     latency: Histogram,
     /// SRTP authentication failures.
     pub srtp_auth_failures: Counter,

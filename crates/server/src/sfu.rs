@@ -17,12 +17,14 @@ use callsec_dtls::Fingerprint;
 use callsec_ice::{PacketKind, classify};
 use callsec_rtc::rtcp::{self, Packet, ReportBlock};
 use callsec_rtc::sdp::{Extension, Kind, Local, Mid, Remote, Section, Session};
-use callsec_rtc::{CloseReason, Event, Received, Rtc, local_ufrag, random_credentials};
+use callsec_rtc::{CloseReason, Event, Received, Rtc, random_credentials};
 use callsec_srtp::view::RtpView;
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 
 use crate::metrics::WorkerMetrics;
+
+mod routing;
 
 /// The SSRC the server signs its own RTCP with.
 pub const SERVER_SSRC: u32 = 0x00ca_11ec;
@@ -274,7 +276,7 @@ pub struct Sfu {
     fingerprint: Fingerprint,
     participants: HashMap<ConnId, Participant>,
     by_ufrag: HashMap<String, ConnId>,
-    by_addr: HashMap<SocketAddr, ConnId>,
+    by_addr: routing::Routes,
     rooms: HashMap<String, Room>,
     /// Which participant publishes an SSRC, per room.
     signals: Vec<Signal>,
@@ -310,7 +312,7 @@ impl Sfu {
             fingerprint,
             participants: HashMap::new(),
             by_ufrag: HashMap::new(),
-            by_addr: HashMap::new(),
+            by_addr: routing::Routes::default(),
             rooms: HashMap::new(),
             signals: Vec::new(),
             scratch: Box::new([0; MTU + 64]),
@@ -513,7 +515,7 @@ impl Sfu {
 
     fn forget(&mut self, p: &Participant) {
         self.by_ufrag.remove(&p.ufrag);
-        self.by_addr.retain(|_, c| *c != p.conn);
+        self.forget_routes(p.conn);
         if let Some(room) = self.rooms.get_mut(&*p.room) {
             for ssrc in p.publications.keys() {
                 room.owners.remove(ssrc);
@@ -660,23 +662,9 @@ impl Sfu {
     ) {
         let kind = classify(buf);
         self.metrics.count_in(buf);
-        // 5-tuple first; a STUN request may name its participant by ufrag.
-        let conn = match self.by_addr.get(&from) {
-            Some(c) => *c,
-            None => {
-                let found = (kind == PacketKind::Stun)
-                    .then(|| local_ufrag(buf))
-                    .flatten()
-                    .and_then(|u| std::str::from_utf8(u).ok())
-                    .and_then(|u| self.by_ufrag.get(u).copied());
-                match found {
-                    Some(c) => c,
-                    None => {
-                        self.metrics.dropped_unknown.inc();
-                        return;
-                    }
-                }
-            }
+        let Some(conn) = self.route(from, kind, buf) else {
+            self.metrics.dropped_unknown.inc();
+            return;
         };
         let Some(p) = self.participants.get_mut(&conn) else {
             return;
@@ -688,9 +676,6 @@ impl Sfu {
         }
         if !was_started && p.rtc.handshake_started() {
             self.metrics.handshakes_started.inc();
-        }
-        if kind == PacketKind::Stun && p.rtc.is_validated(from) {
-            self.by_addr.insert(from, conn);
         }
         match result {
             Ok(Received::Control) => {}
@@ -706,6 +691,10 @@ impl Sfu {
                 self.metrics.dropped_invalid.inc();
             }
         }
+        if kind == PacketKind::Stun {
+            // Only checks add routes (media never does: nothing more per media packet).
+            self.sync_routes(conn);
+        }
         self.after_io(conn, out);
     }
 
@@ -718,14 +707,19 @@ impl Sfu {
             out.send(t.destination, &t.payload);
         }
         let mut closed = None;
+        let mut established = None;
         while let Some(e) = p.rtc.poll_event() {
             match e {
                 Event::IceSelected(_) => {}
                 Event::Connected { .. } => {
                     self.metrics.handshakes_completed.inc();
+                    established = p.rtc.dtls_peer();
                 }
                 Event::Closed(reason) => closed = Some(reason),
             }
+        }
+        if let Some(addr) = established {
+            self.established(conn, addr);
         }
         if let Some(reason) = closed {
             match &reason {
@@ -966,6 +960,8 @@ impl Sfu {
                 p.next_report = now + REPORT_INTERVAL;
                 self.send_reports(now, conn, out);
             }
+            // Expiry removes routes.
+            self.sync_routes(conn);
             self.after_io(conn, out);
             self.offer_if_needed(now, conn);
         }

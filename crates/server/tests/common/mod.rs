@@ -127,6 +127,21 @@ impl Participant {
         tracks: &[(Kind, u32)],
         seed: u64,
     ) -> Participant {
+        let bind = "127.0.0.1:0".parse().unwrap();
+        Self::join_from(running, name, room, tracks, seed, bind, true).await
+    }
+
+    /// As [`Participant::join`], with the media socket bound to `bind`, and checks that carry
+    /// USE-CANDIDATE or (`nominate` false) never do.
+    pub async fn join_from(
+        running: &Running,
+        name: &str,
+        room: &str,
+        tracks: &[(Kind, u32)],
+        seed: u64,
+        bind: SocketAddr,
+        nominate: bool,
+    ) -> Participant {
         let dev = running.dev.as_ref().unwrap();
         let token = dev.issue(name, room).unwrap();
         let cert = CertificateDer::from(running.signaling_certificate().unwrap());
@@ -145,6 +160,7 @@ impl Participant {
         let mut rng = ChaCha20Rng::seed_from_u64(seed);
         let dtls = Arc::new(callsec_dtls::Config::new(Certificate::generate(&mut rng)));
         let mut media = MediaClient::new(dtls, [seed as u8; 32]);
+        media.set_nominate(nominate);
         let mut sending = HashMap::new();
         for &(kind, ssrc) in tracks {
             media.add_track(kind, ssrc);
@@ -172,7 +188,7 @@ impl Participant {
         };
         state.lock().unwrap().media.accept_answer(&sdp.0).unwrap();
 
-        let udp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let udp = UdpSocket::bind(bind).await.unwrap();
         let udp_addr = udp.local_addr().unwrap();
         tokio::spawn(media_loop(udp, state.clone()));
         let (tx, rx) = mpsc::unbounded_channel();
