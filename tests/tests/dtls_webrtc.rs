@@ -354,63 +354,23 @@ fn without_extended_master_secret_when_only_preferred() {
 #[test]
 fn without_extended_master_secret_when_required_is_refused() {
     for callsec_is_client in [true, false] {
-        let rt = runtime();
         let (w_cert, w_fp) = webrtc_certificate();
         let mut rng = ChaCha20Rng::seed_from_u64(77);
         let mut config = Config::new(Certificate::generate(&mut rng));
         config.handshake_timeout = Duration::from_secs(2);
-        let config = Arc::new(config);
-        let (ours, theirs_std) = socket_pair();
-        let peer_addr = theirs_std.local_addr().unwrap();
-        let webrtc = rt.spawn(async move {
-            let sock = tokio::net::UdpSocket::from_std(theirs_std).unwrap();
-            let config = w_config(
+        let refused = refused_handshake(
+            callsec_is_client,
+            (config, w_fp, rng),
+            w_config(
                 w_cert,
                 CipherSuite::EcdheEcdsaAes128GcmSha256,
                 ProtectionProfile::AeadAes128Gcm,
                 ExtendedMasterSecretType::Disable,
-            );
-            let res = tokio::time::timeout(
-                Duration::from_secs(5),
-                DTLSConn::new(Arc::new(sock), config, !callsec_is_client, None),
-            )
-            .await;
-            matches!(res, Ok(Ok(_)))
-        });
-        let mut conn = if callsec_is_client {
-            Connection::client(config, &[w_fp], Instant::now(), &mut rng).unwrap()
-        } else {
-            Connection::server(config, &[w_fp], peer_addr, &mut rng).unwrap()
-        };
-        ours.set_read_timeout(Some(Duration::from_millis(10)))
-            .unwrap();
-        let end = Instant::now() + Duration::from_secs(5);
-        let mut buf = [0u8; 65536];
-        let mut closed = None;
-        while Instant::now() < end && closed.is_none() {
-            while let Some(d) = conn.poll_transmit() {
-                let _ = ours.send(&d);
-            }
-            while let Some(e) = conn.poll_event() {
-                match e {
-                    Event::Connected(_) => panic!("connected without EMS"),
-                    Event::Closed { error } => closed = Some(error),
-                    _ => {}
-                }
-            }
-            match ours.recv(&mut buf) {
-                Ok(n) => {
-                    let _ = conn.handle_datagram(Instant::now(), &buf[..n]);
-                }
-                Err(_) => {
-                    let _ = conn.handle_timeout(Instant::now());
-                }
-            }
-        }
-        // The fatal alert goes out.
-        while let Some(d) = conn.poll_transmit() {
-            let _ = ours.send(&d);
-        }
+            ),
+            Duration::from_secs(5),
+            "without EMS",
+        );
+        let (closed, conn) = (refused.closed, refused.conn);
         if callsec_is_client {
             assert!(
                 matches!(closed, Some(Some(Error::PeerIncompatible(_)))),
@@ -427,7 +387,10 @@ fn without_extended_master_secret_when_required_is_refused() {
                 "server: {closed:?}"
             );
         }
-        assert!(!rt.block_on(webrtc).unwrap(), "webrtc-dtls connected");
+        assert!(
+            !matches!(refused.webrtc, Some(Ok(()))),
+            "webrtc-dtls connected"
+        );
     }
 }
 
@@ -454,63 +417,102 @@ fn refuse_every_certificate(
 /// webrtc-dtls's handshake ended (`Some(error)`: it failed; `None`: it timed out after
 /// 20 s or connected).
 fn wrong_certificate(callsec_is_client: bool, refuses: Refuses) -> (Option<Error>, Option<String>) {
-    let rt = runtime();
     let (w_cert, w_fp) = webrtc_certificate();
     let mut rng = ChaCha20Rng::seed_from_u64(90);
     let mut config = Config::new(Certificate::generate(&mut rng));
     // A shorter first retransmission timeout keeps the test short: the silence that follows
     // webrtc-dtls's alert is then judged after 0.25 + 0.5 + 1 s rather than 1 + 2 + 4 s.
     config.initial_retransmit_timeout = Duration::from_millis(250);
-    let config = Arc::new(config);
     let expected = match refuses {
         Refuses::Callsec => Fingerprint::from_bytes([9; 32]),
         Refuses::Webrtc => w_fp,
     };
-    let (ours, theirs_std) = socket_pair();
+    let mut w_config = w_config(
+        w_cert,
+        CipherSuite::EcdheEcdsaAes128GcmSha256,
+        ProtectionProfile::AeadAes128Gcm,
+        ExtendedMasterSecretType::Require,
+    );
+    if matches!(refuses, Refuses::Webrtc) {
+        w_config.verify_peer_certificate = Some(Arc::new(refuse_every_certificate));
+    }
+    let refused = refused_handshake(
+        callsec_is_client,
+        (config, expected, rng),
+        w_config,
+        Duration::from_secs(20),
+        "with a refused certificate",
+    );
+    let closed = refused.closed.expect("callsec ended within 20 s");
+    let theirs = match refused.webrtc {
+        Some(Err(e)) => Some(e),
+        Some(Ok(())) | None => None,
+    };
+    (closed, theirs)
+}
+
+/// How a handshake that callsec must not complete ended, in [`refused_handshake`].
+struct Refused {
+    /// The error of callsec's `Closed` event (`None`: it did not close in time).
+    closed: Option<Option<Error>>,
+    /// callsec's connection, closed or not.
+    conn: Connection,
+    /// How webrtc-dtls's handshake ended: `Some(Ok)` connected, `Some(Err(reason))` failed,
+    /// `None` still running at the limit.
+    webrtc: Option<Result<(), String>>,
+}
+
+/// A handshake between callsec (`ours`: its config, the fingerprint it expects, its random
+/// source) and webrtc-dtls (`theirs`) over loopback, each given at most `within`; callsec
+/// must never connect (it panics naming `never`, "connected {never}"). callsec is driven
+/// until its `Closed` event, then its last datagrams (the fatal alert) go out.
+fn refused_handshake(
+    callsec_is_client: bool,
+    ours: (Config, Fingerprint, ChaCha20Rng),
+    theirs: WConfig,
+    within: Duration,
+    never: &str,
+) -> Refused {
+    let (config, expected, mut rng) = ours;
+    let rt = runtime();
+    let (sock, theirs_std) = socket_pair();
     let peer_addr = theirs_std.local_addr().unwrap();
     let webrtc = rt.spawn(async move {
         let sock = tokio::net::UdpSocket::from_std(theirs_std).unwrap();
-        let mut config = w_config(
-            w_cert,
-            CipherSuite::EcdheEcdsaAes128GcmSha256,
-            ProtectionProfile::AeadAes128Gcm,
-            ExtendedMasterSecretType::Require,
-        );
-        if matches!(refuses, Refuses::Webrtc) {
-            config.verify_peer_certificate = Some(Arc::new(refuse_every_certificate));
-        }
         let res = tokio::time::timeout(
-            Duration::from_secs(20),
-            DTLSConn::new(Arc::new(sock), config, !callsec_is_client, None),
+            within,
+            DTLSConn::new(Arc::new(sock), theirs, !callsec_is_client, None),
         )
         .await;
         match res {
-            Ok(Err(e)) => Some(e.to_string()),
-            Ok(Ok(_)) | Err(_) => None,
+            Ok(Ok(_)) => Some(Ok(())),
+            Ok(Err(e)) => Some(Err(e.to_string())),
+            Err(_) => None,
         }
     });
+    let config = Arc::new(config);
     let mut conn = if callsec_is_client {
         Connection::client(config, &[expected], Instant::now(), &mut rng).unwrap()
     } else {
         Connection::server(config, &[expected], peer_addr, &mut rng).unwrap()
     };
-    ours.set_read_timeout(Some(Duration::from_millis(10)))
+    sock.set_read_timeout(Some(Duration::from_millis(10)))
         .unwrap();
-    let end = Instant::now() + Duration::from_secs(20);
+    let end = Instant::now() + within;
     let mut buf = [0u8; 65536];
     let mut closed = None;
     while Instant::now() < end && closed.is_none() {
         while let Some(d) = conn.poll_transmit() {
-            let _ = ours.send(&d);
+            let _ = sock.send(&d);
         }
         while let Some(e) = conn.poll_event() {
             match e {
-                Event::Connected(_) => panic!("connected with a refused certificate"),
+                Event::Connected(_) => panic!("connected {never}"),
                 Event::Closed { error } => closed = Some(error),
                 _ => {}
             }
         }
-        match ours.recv(&mut buf) {
+        match sock.recv(&mut buf) {
             Ok(n) => {
                 let _ = conn.handle_datagram(Instant::now(), &buf[..n]);
             }
@@ -521,10 +523,13 @@ fn wrong_certificate(callsec_is_client: bool, refuses: Refuses) -> (Option<Error
     }
     // The fatal alert goes out.
     while let Some(d) = conn.poll_transmit() {
-        let _ = ours.send(&d);
+        let _ = sock.send(&d);
     }
-    let closed = closed.expect("callsec ended within 20 s");
-    (closed, rt.block_on(webrtc).unwrap())
+    Refused {
+        closed,
+        conn,
+        webrtc: rt.block_on(webrtc).unwrap(),
+    }
 }
 
 /// callsec refuses webrtc-dtls's certificate: after refusals in three retransmission rounds

@@ -16,30 +16,10 @@ use callsec_tests::pair::{Netem, Pair, records};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
+mod support;
+use support::wire::{drain, events, extensions, fragment, message, record};
+
 // ------------------------------------------------------------------ wire helpers ----------
-
-fn record(ct: u8, epoch: u16, seq: u64, body: &[u8]) -> Vec<u8> {
-    let mut d = vec![ct, 0xfe, 0xfd];
-    d.extend_from_slice(&epoch.to_be_bytes());
-    d.extend_from_slice(&seq.to_be_bytes()[2..]);
-    d.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    d.extend_from_slice(body);
-    d
-}
-
-fn fragment(ty: u8, len: u32, seq: u16, off: u32, body: &[u8]) -> Vec<u8> {
-    let mut h = vec![ty];
-    h.extend_from_slice(&len.to_be_bytes()[1..]);
-    h.extend_from_slice(&seq.to_be_bytes());
-    h.extend_from_slice(&off.to_be_bytes()[1..]);
-    h.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    h.extend_from_slice(body);
-    h
-}
-
-fn message(ty: u8, seq: u16, body: &[u8]) -> Vec<u8> {
-    fragment(ty, body.len() as u32, seq, 0, body)
-}
 
 /// Plaintext alerts in datagrams: (level, description).
 fn plaintext_alerts(ds: &[Vec<u8>]) -> Vec<(u8, u8)> {
@@ -48,14 +28,6 @@ fn plaintext_alerts(ds: &[Vec<u8>]) -> Vec<(u8, u8)> {
         .filter(|r| r.0 == 21 && r.1 == 0)
         .map(|r| (r.3[0], r.3[1]))
         .collect()
-}
-
-fn drain(c: &mut Connection) -> Vec<Vec<u8>> {
-    std::iter::from_fn(|| c.poll_transmit()).collect()
-}
-
-fn events(c: &mut Connection) -> Vec<Event> {
-    std::iter::from_fn(|| c.poll_event()).collect()
 }
 
 /// A ClientHello body with the given fields.
@@ -75,14 +47,7 @@ fn client_hello(
     }
     b.push(compression.len() as u8);
     b.extend_from_slice(compression);
-    let mut e = Vec::new();
-    for (t, d) in exts {
-        e.extend_from_slice(&t.to_be_bytes());
-        e.extend_from_slice(&(d.len() as u16).to_be_bytes());
-        e.extend_from_slice(d);
-    }
-    b.extend_from_slice(&(e.len() as u16).to_be_bytes());
-    b.extend_from_slice(&e);
+    b.extend_from_slice(&extensions(exts.iter().map(|(t, d)| (*t, d.as_slice()))));
     b
 }
 

@@ -14,12 +14,13 @@
 use std::time::Duration;
 
 use callsec_dtls::CipherSuite;
-
-#[path = "support/forge.rs"]
-mod forge;
 use callsec_tests::pair::{Netem, Pair};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
+
+mod support;
+use support::forge;
+use support::wire::{message, record};
 
 /// Seeds run by default (each a full handshake under attack); `CALLSEC_ATTACK_SEEDS` asks
 /// for more.
@@ -155,18 +156,7 @@ impl Attacker {
             }
         };
         let seq = self.below(6) as u16;
-        let len = (body.len() as u32).to_be_bytes();
-        let mut f = vec![msg_type];
-        f.extend_from_slice(&len[1..]);
-        f.extend_from_slice(&seq.to_be_bytes());
-        f.extend_from_slice(&[0, 0, 0]);
-        f.extend_from_slice(&len[1..]);
-        f.extend_from_slice(&body);
-        let mut d = vec![22, 0xfe, 0xfd, 0, 0];
-        d.extend_from_slice(&self.record_seq().to_be_bytes()[2..]);
-        d.extend_from_slice(&(f.len() as u16).to_be_bytes());
-        d.extend_from_slice(&f);
-        d
+        record(22, 0, self.record_seq(), &message(msg_type, seq, &body))
     }
 
     fn datagram(&mut self) -> Vec<u8> {

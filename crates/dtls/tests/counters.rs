@@ -7,24 +7,8 @@
 use callsec_dtls::{Connection, Stats};
 use callsec_tests::pair::{Netem, Pair};
 
-fn record(ct: u8, epoch: u16, seq: u64, body: &[u8]) -> Vec<u8> {
-    let mut d = vec![ct, 0xfe, 0xfd];
-    d.extend_from_slice(&epoch.to_be_bytes());
-    d.extend_from_slice(&seq.to_be_bytes()[2..]);
-    d.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    d.extend_from_slice(body);
-    d
-}
-
-fn fragment(ty: u8, len: u32, seq: u16, off: u32, body: &[u8]) -> Vec<u8> {
-    let mut h = vec![ty];
-    h.extend_from_slice(&len.to_be_bytes()[1..]);
-    h.extend_from_slice(&seq.to_be_bytes());
-    h.extend_from_slice(&off.to_be_bytes()[1..]);
-    h.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    h.extend_from_slice(body);
-    h
-}
+mod support;
+use support::wire::{fragment, record};
 
 /// One counter of [`Stats`].
 type Counter = fn(&Stats) -> u64;

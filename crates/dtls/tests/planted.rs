@@ -7,35 +7,12 @@
 
 use std::time::Duration;
 
-use callsec_dtls::{Connection, Stats};
+use callsec_dtls::Stats;
 use callsec_tests::pair::{Netem, Pair};
 
-fn record(ct: u8, epoch: u16, seq: u64, body: &[u8]) -> Vec<u8> {
-    let mut d = vec![ct, 0xfe, 0xfd];
-    d.extend_from_slice(&epoch.to_be_bytes());
-    d.extend_from_slice(&seq.to_be_bytes()[2..]);
-    d.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    d.extend_from_slice(body);
-    d
-}
-
-fn message(ty: u8, seq: u16, body: &[u8]) -> Vec<u8> {
-    let len = (body.len() as u32).to_be_bytes();
-    let mut h = vec![ty];
-    h.extend_from_slice(&len[1..]);
-    h.extend_from_slice(&seq.to_be_bytes());
-    h.extend_from_slice(&[0, 0, 0]);
-    h.extend_from_slice(&len[1..]);
-    h.extend_from_slice(body);
-    h
-}
-
-fn drain(c: &mut Connection) -> Vec<Vec<u8>> {
-    std::iter::from_fn(|| c.poll_transmit()).collect()
-}
-
-#[path = "support/forge.rs"]
-mod forge;
+mod support;
+use support::forge;
+use support::wire::{drain, message, record};
 
 /// One planted message: its name, whom it is sent to, its type, message_seq and body.
 struct Plant {

@@ -121,28 +121,41 @@ fn run(
     false
 }
 
-/// A negotiated pair (GCM suite and profile) connected over a lossless network.
-fn connected(seed: u64) -> (Setup, Net, Instant) {
-    let mut now = Instant::now();
-    let mut s = setup(
+/// Every event `rtc` has to report.
+fn events(rtc: &mut Rtc) -> Vec<Event> {
+    std::iter::from_fn(|| rtc.poll_event()).collect()
+}
+
+/// A pair with the GCM suite and profile, set up at `now`.
+fn gcm_setup(seed: u64, now: Instant) -> Setup {
+    setup(
         seed,
         CipherSuite::EcdheEcdsaAes128GcmSha256,
         ProtectionProfile::AeadAes128Gcm,
         now,
-    );
-    negotiate(&mut s);
+    )
+}
+
+/// Connects the negotiated `s` over a lossless network seeded with `net_seed` (asserting
+/// that both sides connect within 20 virtual seconds); returns the network.
+fn connect(s: &mut Setup, net_seed: u64, now: &mut Instant) -> Net {
     let mut net = Net {
-        rng: ChaCha20Rng::seed_from_u64(seed),
+        rng: ChaCha20Rng::seed_from_u64(net_seed),
         loss: 0,
         queue: Vec::new(),
     };
-    assert!(run(
-        &mut s,
-        &mut net,
-        &mut now,
-        Duration::from_secs(20),
-        |s| { s.rtc.is_connected() && s.client.is_connected() }
-    ));
+    assert!(run(s, &mut net, now, Duration::from_secs(20), |s| {
+        s.rtc.is_connected() && s.client.is_connected()
+    }));
+    net
+}
+
+/// A negotiated pair (GCM suite and profile) connected over a lossless network.
+fn connected(seed: u64) -> (Setup, Net, Instant) {
+    let mut now = Instant::now();
+    let mut s = gcm_setup(seed, now);
+    negotiate(&mut s);
+    let net = connect(&mut s, seed, &mut now);
     (s, net, now)
 }
 
@@ -177,10 +190,7 @@ fn ice_then_dtls_then_media_both_ways_at_30_percent_loss() {
             s.rtc.is_connected() && s.client.is_connected()
         });
         assert!(connected, "seed {seed}: {:?} {:?}", s.rtc, s.client);
-        let mut events = Vec::new();
-        while let Some(e) = s.rtc.poll_event() {
-            events.push(e);
-        }
+        let events = events(&mut s.rtc);
         assert!(
             events.contains(&Event::Connected { suite, profile }),
             "{events:?}"
@@ -226,12 +236,7 @@ fn ice_then_dtls_then_media_both_ways_at_30_percent_loss() {
 #[test]
 fn spoofed_sources_are_never_admitted() {
     let mut now = Instant::now();
-    let mut s = setup(
-        9,
-        CipherSuite::EcdheEcdsaAes128GcmSha256,
-        ProtectionProfile::AeadAes128Gcm,
-        now,
-    );
+    let mut s = gcm_setup(9, now);
     negotiate(&mut s);
     let attacker: SocketAddr = "127.0.0.1:6666".parse().unwrap();
     let mut rng = ChaCha20Rng::seed_from_u64(1);
@@ -261,18 +266,7 @@ fn spoofed_sources_are_never_admitted() {
     assert!(!s.rtc.is_validated(attacker));
 
     // The real client connects.
-    let mut net = Net {
-        rng: ChaCha20Rng::seed_from_u64(5),
-        loss: 0,
-        queue: Vec::new(),
-    };
-    assert!(run(
-        &mut s,
-        &mut net,
-        &mut now,
-        Duration::from_secs(20),
-        |s| { s.rtc.is_connected() && s.client.is_connected() }
-    ));
+    connect(&mut s, 5, &mut now);
     // Genuine client SRTP replayed from the attacker's address is refused before any
     // cryptography; the same bytes from the client's address are accepted.
     let mut buf = [0u8; 1500];
@@ -298,12 +292,7 @@ fn spoofed_sources_are_never_admitted() {
 #[test]
 fn never_finishing_participant_is_closed_by_the_connect_deadline() {
     let now = Instant::now();
-    let mut s = setup(
-        4,
-        CipherSuite::EcdheEcdsaAes128GcmSha256,
-        ProtectionProfile::AeadAes128Gcm,
-        now,
-    );
+    let mut s = gcm_setup(4, now);
     negotiate(&mut s);
     let deadline = s.rtc.poll_timeout().unwrap();
     assert!(deadline <= now + Duration::from_secs(30));
@@ -386,26 +375,10 @@ fn media_path_moves_only_on_authentic_srtp_from_a_nominated_address() {
 #[test]
 fn connected_without_nomination_has_no_media_path_and_closes_after_a_lifetime() {
     let mut now = Instant::now();
-    let mut s = setup(
-        8,
-        CipherSuite::EcdheEcdsaAes128GcmSha256,
-        ProtectionProfile::AeadAes128Gcm,
-        now,
-    );
+    let mut s = gcm_setup(8, now);
     s.client.set_nominate(false);
     negotiate(&mut s);
-    let mut net = Net {
-        rng: ChaCha20Rng::seed_from_u64(8),
-        loss: 0,
-        queue: Vec::new(),
-    };
-    assert!(run(
-        &mut s,
-        &mut net,
-        &mut now,
-        Duration::from_secs(20),
-        |s| { s.rtc.is_connected() && s.client.is_connected() }
-    ));
+    let mut net = connect(&mut s, 8, &mut now);
     assert_eq!(s.rtc.destination(), None, "DTLS alone selects nothing");
     // The client keeps checking (without USE-CANDIDATE); within a lifetime and a bit it is
     // closed for want of a media path.
@@ -413,10 +386,7 @@ fn connected_without_nomination_has_no_media_path_and_closes_after_a_lifetime() 
         s.rtc.is_closed()
     });
     assert!(closed);
-    let mut events = Vec::new();
-    while let Some(e) = s.rtc.poll_event() {
-        events.push(e);
-    }
+    let events = events(&mut s.rtc);
     assert!(
         events.contains(&Event::Closed(CloseReason::ConsentExpired)),
         "{events:?}"

@@ -158,20 +158,8 @@ impl SimCall {
                 std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 1, (i >> 8) as u8, i as u8)),
                 5000,
             );
-            if call.sfu.join(now, conn, "sim").is_err() {
-                continue;
-            }
-            let offer = media.create_offer();
-            if let Ok(answer) = call.sfu.offer(now, conn, &offer) {
-                let _ = media.accept_answer(&answer);
-            }
-            call.clients.push(SimClient {
-                conn,
-                addr,
-                media,
-                video_ssrc,
-                received: Vec::new(),
-            });
+            // A refused join leaves it out; a refused offer leaves it in, unnegotiated.
+            let _ = call.join(conn, addr, media, video_ssrc);
         }
         // Run until every client is connected and no offers are outstanding.
         for _ in 0..2000 {
@@ -232,6 +220,29 @@ impl SimCall {
                 }
             }
         }
+    }
+
+    /// `media` (its tracks added) joins the room as `conn` from `addr` and makes its first
+    /// offer. A refused join adds nothing; otherwise it is the last of the participants,
+    /// negotiated unless the server refused its offer or it refused the answer (the error).
+    pub fn join(
+        &mut self,
+        conn: ConnId,
+        addr: SocketAddr,
+        media: Client,
+        video_ssrc: u32,
+    ) -> Result<(), String> {
+        self.sfu
+            .join(self.now, conn, "sim")
+            .map_err(|e| e.to_string())?;
+        self.clients.push(SimClient {
+            conn,
+            addr,
+            media,
+            video_ssrc,
+            received: Vec::new(),
+        });
+        self.renegotiate(self.clients.len() - 1)
     }
 
     /// Participant `i` offers what its client now has (after `add_track` and the like) and

@@ -15,6 +15,7 @@ use std::time::Duration;
 use callsec_dtls::CipherSuite;
 use callsec_rtc::client::write_rtp;
 use callsec_rtc::sdp::Kind;
+use callsec_server::Settings;
 use callsec_srtp::ProtectionProfile;
 use common::{Participant, metric, server, wait_until};
 
@@ -46,28 +47,79 @@ fn stun_in(running: &callsec_server::Running) -> f64 {
     metric(running, "packets_total{kind=\"stun\",direction=\"in\"}")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn thousands_of_source_addresses_leave_a_bounded_route_table() {
-    let running = server(
+/// The server with the GCM profile and suite, its settings changed by `tweak`.
+async fn gcm_server(tweak: impl FnOnce(&mut Settings)) -> callsec_server::Running {
+    server(
         &[ProtectionProfile::AeadAes128Gcm],
         &[CipherSuite::EcdheEcdsaAes128GcmSha256],
-        |_| {},
+        tweak,
     )
-    .await;
-    let (a, m, server) = call_of_two(&running).await;
-    let before = stun_in(&running);
-    let n = 3000u32;
+    .await
+}
+
+/// Runs `send(i)` for each `i` below `n`, each sending one STUN check, and checks every
+/// `every` checks that the route table holds at most two participants' sets; returns whether
+/// all `n` checks reached the server within 20 s (loopback does not drop at this rate, but
+/// wait for the count rather than assume it).
+async fn flood(
+    running: &callsec_server::Running,
+    n: u32,
+    every: u32,
+    mut send: impl FnMut(u32),
+) -> bool {
+    let before = stun_in(running);
     for i in 0..n {
+        send(i);
+        if i % every == 0 {
+            assert!(metric(running, "media_routes") <= 2.0 * CAPACITY);
+        }
+    }
+    wait_until(20 * SECS, || stun_in(running) >= before + f64::from(n)).await
+}
+
+/// Whether, within 10 s, Alice receives more than 20 further packets of Mallory's audio
+/// and Mallory more than 20 of Alice's.
+async fn media_flows_both_ways(a: &Participant, m: &Participant) -> bool {
+    let (ra, rm) = (a.received(0xe1), m.received(0xa1));
+    wait_until(10 * SECS, || {
+        a.received(0xe1) > ra + 20 && m.received(0xa1) > rm + 20
+    })
+    .await
+}
+
+/// Whether, within 10 s, Alice receives more than `n` further packets of Mallory's audio.
+async fn alice_receives_more(a: &Participant, n: u64) -> bool {
+    let got = a.received(0xe1);
+    wait_until(10 * SECS, || a.received(0xe1) > got + n).await
+}
+
+/// The USERNAME of the STUN message `check`.
+fn username_of(check: &[u8]) -> String {
+    callsec_ice::stun::Message::parse(check)
+        .unwrap()
+        .attribute(callsec_ice::stun::attr::USERNAME)
+        .map(|u| String::from_utf8(u.to_vec()).unwrap())
+        .unwrap()
+}
+
+/// A plaintext DTLS 1.2 handshake record header and 17 zero bytes (where a ClientHello
+/// would begin).
+fn client_hello_header() -> Vec<u8> {
+    let mut hello = vec![22u8, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    hello.extend_from_slice(&[0; 17]);
+    hello
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_source_addresses_leave_a_bounded_route_table() {
+    let running = gcm_server(|_| {}).await;
+    let (a, m, server) = call_of_two(&running).await;
+    let all = flood(&running, 3000, 100, |i| {
         let src = Ipv4Addr::new(127, 20 + (i >> 16) as u8, (i >> 8) as u8, i as u8);
         let sock = UdpSocket::bind((src, 0)).unwrap();
         sock.send_to(&check_of(&m, i % 2 == 0), server).unwrap();
-        if i % 100 == 0 {
-            assert!(metric(&running, "media_routes") <= 2.0 * CAPACITY);
-        }
-    }
-    // Every check reached the server (loopback does not drop at this rate, but wait for the
-    // count rather than assume it).
-    let all = wait_until(20 * SECS, || stun_in(&running) >= before + f64::from(n)).await;
+    })
+    .await;
     let routes = metric(&running, "media_routes");
     assert!(routes <= 2.0 * CAPACITY, "{routes} routes");
     assert!(
@@ -75,11 +127,8 @@ async fn thousands_of_source_addresses_leave_a_bounded_route_table() {
         "the two real addresses stay routed: {routes}"
     );
     // The call goes on both ways.
-    let (ra, rm) = (a.received(0xe1), m.received(0xa1));
     assert!(
-        wait_until(10 * SECS, || a.received(0xe1) > ra + 20
-            && m.received(0xa1) > rm + 20)
-        .await,
+        media_flows_both_ways(&a, &m).await,
         "media flows after the flood (all checks counted: {all})"
     );
     running.shutdown().await;
@@ -87,12 +136,7 @@ async fn thousands_of_source_addresses_leave_a_bounded_route_table() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_squatted_future_address_still_connects_its_rightful_user() {
-    let running = server(
-        &[ProtectionProfile::AeadAes128Gcm],
-        &[CipherSuite::EcdheEcdsaAes128GcmSha256],
-        |_| {},
-    )
-    .await;
+    let running = gcm_server(|_| {}).await;
     let (a, m, server) = call_of_two(&running).await;
     // Mallory squats the address the victim will use: a nominated check, then SRTP of its
     // own keys (an SSRC of its own), from that address.
@@ -100,27 +144,10 @@ async fn a_squatted_future_address_still_connects_its_rightful_user() {
     squat.set_read_timeout(Some(SECS)).unwrap();
     let future = squat.local_addr().unwrap();
     squat.send_to(&check_of(&m, true), server).unwrap();
-    let mut spoofed = [0u8; 1500];
-    {
-        let mut s = m.state.lock().unwrap();
-        let len = write_rtp(&mut spoofed, 111, 1, 0, 0xe2, &[7; 100]);
-        let len = s.media.protect_rtp(&mut spoofed, len).unwrap();
-        squat.send_to(&spoofed[..len], server).unwrap();
-    }
+    squat.send_to(&own_srtp(&m, 0xe2, 1), server).unwrap();
     // The squat is in place: media for Mallory now goes to the squatted address.
-    let mut buf = [0u8; 2048];
-    let mut squatted = false;
-    for _ in 0..20 {
-        if let Ok((n, _)) = squat.recv_from(&mut buf)
-            && n > 12
-            && buf[0] >> 6 == 2
-        {
-            squatted = true;
-            break;
-        }
-    }
     assert!(
-        squatted,
+        receives_media(&squat),
         "Mallory's media path moved to the squatted address"
     );
     drop(squat);
@@ -153,12 +180,7 @@ async fn a_squatted_future_address_still_connects_its_rightful_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn off_path_datagrams_without_credentials_get_no_reply_and_leave_no_route() {
-    let running = server(
-        &[ProtectionProfile::AeadAes128Gcm],
-        &[CipherSuite::EcdheEcdsaAes128GcmSha256],
-        |_| {},
-    )
-    .await;
+    let running = gcm_server(|_| {}).await;
     let (_a, m, server) = call_of_two(&running).await;
     let routes = metric(&running, "media_routes");
     let dropped = metric(&running, "dropped_unknown_source_total")
@@ -169,24 +191,11 @@ async fn off_path_datagrams_without_credentials_get_no_reply_and_leave_no_route(
         .unwrap();
     // Mallory's USERNAME with a wrong password, a made-up USERNAME, a DTLS ClientHello
     // header, and an SRTP packet (Mallory's, replayed from elsewhere).
-    let real = check_of(&m, true);
-    let username = callsec_ice::stun::Message::parse(&real)
-        .unwrap()
-        .attribute(callsec_ice::stun::attr::USERNAME)
-        .map(|u| String::from_utf8(u.to_vec()).unwrap())
-        .unwrap();
+    let username = username_of(&check_of(&m, true));
     let wrong = callsec_ice::binding_request(&[1; 12], &username, "wrong-password", true).unwrap();
     let nobody =
         callsec_ice::binding_request(&[2; 12], "nobody:x", "wrong-password", true).unwrap();
-    let mut hello = vec![22u8, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-    hello.extend_from_slice(&[0; 17]);
-    let mut srtp = [0u8; 1500];
-    let len = {
-        let mut s = m.state.lock().unwrap();
-        let len = write_rtp(&mut srtp, 111, 9, 0, 0xe3, &[1; 50]);
-        s.media.protect_rtp(&mut srtp, len).unwrap()
-    };
-    let sent = [wrong, nobody, hello, srtp[..len].to_vec()];
+    let sent = [wrong, nobody, client_hello_header(), own_srtp(&m, 0xe3, 9)];
     for d in &sent {
         stranger.send_to(d, server).unwrap();
     }
@@ -203,13 +212,6 @@ async fn off_path_datagrams_without_credentials_get_no_reply_and_leave_no_route(
     assert!(stranger.recv_from(&mut buf).is_err(), "no reply");
     assert_eq!(metric(&running, "media_routes"), routes, "no state");
     running.shutdown().await;
-}
-
-fn gcm() -> (Vec<ProtectionProfile>, Vec<CipherSuite>) {
-    (
-        vec![ProtectionProfile::AeadAes128Gcm],
-        vec![CipherSuite::EcdheEcdsaAes128GcmSha256],
-    )
 }
 
 /// Protected RTP of `p`'s keys on an SSRC of its own that it does not publish.
@@ -230,8 +232,7 @@ fn receives_media(sock: &UdpSocket) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connected_without_nominating_loses_its_routes_and_is_closed() {
     let lifetime = 2 * SECS;
-    let (p, s) = gcm();
-    let running = server(&p, &s, |s| s.ice_limits.lifetime = lifetime).await;
+    let running = gcm_server(|s| s.ice_limits.lifetime = lifetime).await;
     let a = Participant::join(&running, "alice", "r1", &[(Kind::Audio, 0xa1)], 1).await;
     let bind = "127.0.0.1:0".parse().unwrap();
     let m = Participant::join_from(
@@ -266,8 +267,7 @@ async fn connected_without_nominating_loses_its_routes_and_is_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checks_from_other_addresses_never_move_or_evict_the_media_path() {
-    let (p, s) = gcm();
-    let running = server(&p, &s, |_| {}).await;
+    let running = gcm_server(|_| {}).await;
     let (a, _m, server) = call_of_two(&running).await;
     // Alice's own credentials (an insider holding them, or her other interfaces), nominating,
     // from ten other addresses: more than the set holds.
@@ -275,9 +275,8 @@ async fn checks_from_other_addresses_never_move_or_evict_the_media_path() {
         let sock = UdpSocket::bind((Ipv4Addr::new(127, 40, 0, i + 1), 0)).unwrap();
         sock.send_to(&check_of(&a, true), server).unwrap();
     }
-    let got = a.received(0xe1);
     assert!(
-        wait_until(10 * SECS, || a.received(0xe1) > got + 50).await,
+        alice_receives_more(&a, 50).await,
         "media keeps reaching Alice's own address"
     );
     running.shutdown().await;
@@ -285,8 +284,7 @@ async fn checks_from_other_addresses_never_move_or_evict_the_media_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_moves_to_a_new_address_only_with_authentic_srtp_from_it() {
-    let (p, s) = gcm();
-    let running = server(&p, &s, |_| {}).await;
+    let running = gcm_server(|_| {}).await;
     let (a, _m, server) = call_of_two(&running).await;
     let new = UdpSocket::bind("127.0.0.78:0").unwrap();
     new.set_read_timeout(Some(Duration::from_millis(100)))
@@ -297,11 +295,7 @@ async fn media_moves_to_a_new_address_only_with_authentic_srtp_from_it() {
     let answered = (0..30)
         .any(|_| matches!(new.recv_from(&mut buf), Ok((n, _)) if n >= 20 && buf[..2] == [1, 1]));
     assert!(answered, "the check is answered");
-    let got = a.received(0xe1);
-    assert!(
-        wait_until(10 * SECS, || a.received(0xe1) > got + 20).await,
-        "media stays"
-    );
+    assert!(alice_receives_more(&a, 20).await, "media stays");
     assert!(
         !receives_media(&new),
         "nothing forwarded to the new address yet"
@@ -345,33 +339,22 @@ fn raw_socket() -> socket2::Socket {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truly_spoofed_checks_from_thousands_of_sources_leave_a_bounded_route_table() {
-    let (p, s) = gcm();
-    let running = server(&p, &s, |_| {}).await;
+    let running = gcm_server(|_| {}).await;
     let (a, m, server) = call_of_two(&running).await;
     let raw = raw_socket();
-    let before = stun_in(&running);
-    let n = 5000u32;
-    for i in 0..n {
+    let reached = flood(&running, 5000, 250, |i| {
         let from = SocketAddrV4::new(
             Ipv4Addr::new(127, 50 + (i >> 16) as u8, (i >> 8) as u8, i as u8),
             10_000 + (i % 40_000) as u16,
         );
         spoof(&raw, from, server, &check_of(&m, i % 3 == 0));
-        if i % 250 == 0 {
-            assert!(metric(&running, "media_routes") <= 2.0 * CAPACITY);
-        }
-    }
-    assert!(
-        wait_until(20 * SECS, || stun_in(&running) >= before + f64::from(n)).await,
-        "the spoofed checks reached the server"
-    );
+    })
+    .await;
+    assert!(reached, "the spoofed checks reached the server");
     let routes = metric(&running, "media_routes");
     assert!((2.0..=2.0 * CAPACITY).contains(&routes), "{routes} routes");
-    let (ra, rm) = (a.received(0xe1), m.received(0xa1));
     assert!(
-        wait_until(10 * SECS, || a.received(0xe1) > ra + 20
-            && m.received(0xa1) > rm + 20)
-        .await,
+        media_flows_both_ways(&a, &m).await,
         "media flows both ways after the flood"
     );
     running.shutdown().await;
@@ -379,8 +362,7 @@ async fn truly_spoofed_checks_from_thousands_of_sources_leave_a_bounded_route_ta
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truly_spoofed_datagrams_without_credentials_change_nothing() {
-    let (p, s) = gcm();
-    let running = server(&p, &s, |_| {}).await;
+    let running = gcm_server(|_| {}).await;
     let (a, m, server) = call_of_two(&running).await;
     let raw = raw_socket();
     let routes = metric(&running, "media_routes");
@@ -392,15 +374,9 @@ async fn truly_spoofed_datagrams_without_credentials_change_nothing() {
     let before = refused();
     // From Alice's own address and from strangers: a check with Alice's USERNAME and a
     // guessed password, a ClientHello header, and SRTP that is not Alice's.
-    let real = check_of(&a, true);
-    let username = callsec_ice::stun::Message::parse(&real)
-        .unwrap()
-        .attribute(callsec_ice::stun::attr::USERNAME)
-        .map(|u| String::from_utf8(u.to_vec()).unwrap())
-        .unwrap();
+    let username = username_of(&check_of(&a, true));
     let guess = callsec_ice::binding_request(&[7; 12], &username, "guessed", true).unwrap();
-    let mut hello = vec![22u8, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-    hello.extend_from_slice(&[0; 17]);
+    let hello = client_hello_header();
     let forged = {
         let mut b = own_srtp(&m, 0xa1, 999);
         let n = b.len();
@@ -429,10 +405,6 @@ async fn truly_spoofed_datagrams_without_credentials_change_nothing() {
         "each refused and counted"
     );
     assert_eq!(metric(&running, "media_routes"), routes, "no state");
-    let got = a.received(0xe1);
-    assert!(
-        wait_until(10 * SECS, || a.received(0xe1) > got + 20).await,
-        "call unaffected"
-    );
+    assert!(alice_receives_more(&a, 20).await, "call unaffected");
     running.shutdown().await;
 }

@@ -1,10 +1,11 @@
 //! Valid-looking handshake message bodies a spoofer can make without any secret (RFC 5246
 //! §7.4, RFC 8422 §5), for the tests that plant them ahead of the genuine flight.
-#![allow(dead_code)]
 
 use callsec_dtls::Certificate;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
+
+use super::wire::extensions;
 
 /// The P-256 base point: a valid ECDHE share nobody in the handshake uses.
 const G: [u8; 65] = hex_literal::hex!(
@@ -26,14 +27,7 @@ pub fn server_hello(random: [u8; 32], suite: u16) -> Vec<u8> {
         (0xff01, &[0]),
         (11, &[1, 0]),
     ];
-    let mut e = Vec::new();
-    for (t, d) in exts {
-        e.extend_from_slice(&t.to_be_bytes());
-        e.extend_from_slice(&(d.len() as u16).to_be_bytes());
-        e.extend_from_slice(d);
-    }
-    b.extend_from_slice(&(e.len() as u16).to_be_bytes());
-    b.extend_from_slice(&e);
+    b.extend_from_slice(&extensions(exts));
     b
 }
 

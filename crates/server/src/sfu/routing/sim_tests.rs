@@ -19,7 +19,7 @@ use rand_core::SeedableRng;
 
 use crate::metrics::Metrics;
 use crate::sfu::{ConnId, Output, Sfu, SfuConfig, Signal};
-use crate::sim::{SERVER, SimCall, SimClient};
+use crate::sim::{SERVER, SimCall};
 
 #[derive(Default)]
 struct Rec(Vec<(SocketAddr, Vec<u8>)>);
@@ -111,17 +111,7 @@ fn join(call: &mut SimCall, conn: ConnId, addr: SocketAddr, nominate: bool) {
     config.max_room_size = 16;
     config.max_participants = 16;
     call.sfu.config = Arc::new(config);
-    call.sfu.join(call.now, conn, "sim").unwrap();
-    let offer = media.create_offer();
-    let answer = call.sfu.offer(call.now, conn, &offer).unwrap();
-    media.accept_answer(&answer).unwrap();
-    call.clients.push(SimClient {
-        conn,
-        addr,
-        media,
-        video_ssrc,
-        received: Vec::new(),
-    });
+    call.join(conn, addr, media, video_ssrc).unwrap();
 }
 
 #[test]
