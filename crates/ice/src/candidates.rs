@@ -17,7 +17,7 @@
 //!   checks keep arriving from them (RFC 7675 consent: [`Limits::consent`]);
 //! - media moves to an address only when it is both nominated and *authenticated*: the DTLS
 //!   handshake completed on it or an SRTP/SRTCP packet from it passed authentication
-//!   ([`Candidates::authenticate`]). A nominated check alone moves nothing: the old address
+//!   ([`crate::IceLite::authenticate`]). A nominated check alone moves nothing: the old address
 //!   stays selected until then.
 //!
 //! Every change of the set is reported as a [`RouteChange`], so a driver routing datagrams by
